@@ -1,0 +1,87 @@
+# Dockyard: every entry point an operator or CI uses. Each target does its own
+# set-up (virtualenv, Docker engine, lab base image) and is safe to rerun.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE := .cache
+COLLECTION_LINK := $(CACHE)/collections/ansible_collections/dockyard/platform
+SANITY_ROOT := $(CACHE)/sanity/ansible_collections/dockyard/platform
+SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(CACHE)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
+
+.PHONY: help lab lab-down test test-fast lint sanity unit integration molecule bench \
+        build venv engine base-image tools
+
+help:
+	@echo "make lab        bring up the local lab cluster and run playbooks/site.yml on it"
+	@echo "make lab-down   remove every lab container, network and volume"
+	@echo "make test       lint, sanity, unit, integration and every Molecule scenario"
+	@echo "make test-fast  lint and unit tests"
+	@echo "make bench      benchmarks under benchmarks/"
+	@echo "make build      build the collection tarball"
+
+$(BIN)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../../.. $@
+
+venv: $(BIN)/.installed $(COLLECTION_LINK)
+
+engine:
+	@bash lab/ensure-engine.sh
+
+base-image: engine
+	@bash lab/base-image/build.sh
+
+tools:
+	@bash tests/tools/fetch-consul.sh $(CACHE)/bin
+
+lab: venv base-image
+	ansible-playbook lab/up.yml
+	ansible-playbook -i inventories/lab playbooks/site.yml
+
+lab-down: venv
+	ansible-playbook lab/down.yml
+
+build: venv
+	ansible-galaxy collection build --force --output-path $(CACHE)/dist
+
+lint: venv
+	ruff check .
+	ruff format --check .
+	ansible-lint
+
+sanity: venv
+	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
+	git ls-files -co --exclude-standard -z | tar --null -T - -c | tar -x -C $(SANITY_ROOT)
+	bash tests/tools/get-pip-offline.sh
+	cd $(SANITY_ROOT) && ansible-test sanity --requirements --python 3.11 --color no
+
+unit: venv
+	pytest tests/unit
+
+integration: venv tools
+	pytest tests/integration
+
+molecule: venv base-image
+	for scenario in $(SCENARIOS); do \
+	    echo "=== molecule test -s $$scenario"; \
+	    molecule test -s $$scenario; \
+	done
+
+test-fast: lint unit
+
+test: lint sanity unit integration molecule
+
+bench: venv tools
+	python benchmarks/run.py

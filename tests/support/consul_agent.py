@@ -1,0 +1,151 @@
+"""A real Consul server agent on loopback, for tests.
+
+It runs as a one-node server with a data directory (not -dev), so a test can
+stop it and start it again on the same ports without losing its data.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+MASTER_TOKEN = "00000000-0000-4000-8000-00000000beef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def consul_binary() -> str:
+    found = shutil.which("consul")
+    if not found:
+        raise RuntimeError("no consul binary on PATH: run `make tools` (tests/tools/fetch-consul.sh)")
+    return found
+
+
+class ConsulAgent:
+    def __init__(self, workdir: Path, acl: bool = False):
+        self.workdir = workdir
+        self.acl = acl
+        self.ports = {name: free_port() for name in ("http", "serf_lan", "serf_wan", "server")}
+        self.process: subprocess.Popen | None = None
+        self.log_path = workdir / "consul.log"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.ports['http']}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def _config(self) -> dict:
+        config = {
+            "server": True,
+            "bootstrap_expect": 1,
+            "data_dir": str(self.workdir / "data"),
+            "bind_addr": "127.0.0.1",
+            "client_addr": "127.0.0.1",
+            "ports": {**self.ports, "dns": -1, "grpc": -1},
+            "log_level": "warn",
+            "disable_update_check": True,
+            "performance": {"raft_multiplier": 1},
+        }
+        if self.acl:
+            config["acl"] = {
+                "enabled": True,
+                "default_policy": "deny",
+                "enable_token_persistence": False,
+                "tokens": {"master": MASTER_TOKEN, "agent": MASTER_TOKEN},
+            }
+        return config
+
+    def start(self, timeout: float = 30) -> None:
+        config_path = self.workdir / "consul.json"
+        config_path.write_text(json.dumps(self._config()))
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen(
+            [consul_binary(), "agent", f"-config-file={config_path}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_for_leader(timeout)
+
+    def _wait_for_leader(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"consul exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                # A KV read succeeds only once there is a leader to serve it.
+                self.request("GET", "/v1/kv/?keys")
+                return
+            except urllib.error.HTTPError as error:
+                if error.code == 404:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"consul did not elect a leader within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def request(self, method: str, path: str, body: bytes | None = None, token: str | None = None, raw: bool = False):
+        """Sends one HTTP request and returns (decoded JSON, or bytes when raw, and the headers)."""
+        headers = {}
+        if token or self.acl:
+            headers["X-Consul-Token"] = token or MASTER_TOKEN
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=10) as response:
+            payload = response.read()
+            if raw:
+                return payload, response.headers
+            return (json.loads(payload) if payload else None), response.headers
+
+    def put(self, key: str, value: str | bytes) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        self.request("PUT", f"/v1/kv/{key}", data)
+
+    def get(self, key: str) -> bytes | None:
+        """Returns the raw value of a key, or None when it does not exist."""
+        try:
+            value, _ = self.request("GET", f"/v1/kv/{key}?raw", raw=True)
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+        return value
+
+    def keys(self, prefix: str = "") -> list[str]:
+        try:
+            found, _ = self.request("GET", f"/v1/kv/{prefix}?keys")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return []
+            raise
+        return found
+
+    def delete_tree(self, prefix: str = "") -> None:
+        self.request("DELETE", f"/v1/kv/{prefix}?recurse")
+
+    def environment(self) -> dict[str, str]:
+        """CONSUL_HTTP_* variables that point a client at this agent."""
+        env = {"CONSUL_HTTP_ADDR": self.address}
+        if self.acl:
+            env["CONSUL_HTTP_TOKEN"] = MASTER_TOKEN
+        return {**os.environ, **env}
