@@ -124,7 +124,7 @@ class ConsulAgent:
     def get(self, key: str) -> bytes | None:
         """Returns the raw value of a key, or None when it does not exist."""
         try:
-            value, _ = self.request("GET", f"/v1/kv/{key}?raw", raw=True)
+            value, _headers = self.request("GET", f"/v1/kv/{key}?raw", raw=True)
         except urllib.error.HTTPError as error:
             if error.code == 404:
                 return None
@@ -133,7 +133,7 @@ class ConsulAgent:
 
     def keys(self, prefix: str = "") -> list[str]:
         try:
-            found, _ = self.request("GET", f"/v1/kv/{prefix}?keys")
+            found, _headers = self.request("GET", f"/v1/kv/{prefix}?keys")
         except urllib.error.HTTPError as error:
             if error.code == 404:
                 return []
