@@ -1,0 +1,348 @@
+# Copyright: Contributors to the Dockyard project
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The renderer's configuration: a JSON file, defaults, and CONSUL_HTTP_* from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+# Consul caps a blocking query's wait at ten minutes.
+MAX_BLOCK_WAIT = 600.0
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the offending setting."""
+
+
+def duration(value: Any, name: str) -> float:
+    """Seconds from a number or a string such as "250ms", "2s", "5m"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ConfigError(f"{name}: expected a duration such as 2s or 500ms, got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ConfigError(f"{name}: must not be negative")
+    return seconds
+
+
+def share(value: Any, name: str) -> float | None:
+    """A share between 0 and 1 from 0.5 or "50%"; None when unset."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(str(value).rstrip("%")) / 100 if str(value).endswith("%") else float(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a share such as 0.5 or 50%, got {value!r}") from None
+    if not 0 <= number <= 1:
+        raise ConfigError(f"{name}: must lie between 0 and 1 (0% and 100%)")
+    return number
+
+
+def signal_number(value: Any, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).upper()
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    number = getattr(signal, text, None)
+    if not isinstance(number, int):
+        raise ConfigError(f"{name}: unknown signal {value!r}")
+    return int(number)
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class ConsulSettings:
+    address: str = "127.0.0.1:8500"
+    scheme: str = "http"
+    token: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    verify: bool = True
+    timeout: float = 10.0
+
+    @property
+    def base_url(self) -> str:
+        address = self.address
+        if "://" in address:
+            return address.rstrip("/")
+        return f"{self.scheme}://{address}"
+
+
+@dataclass
+class Wait:
+    min: float = 0.0
+    max: float = 0.0
+
+
+@dataclass
+class WatchSettings:
+    block_wait: float = 300.0  # a blocking query's wait (Consul caps it at 10 minutes)
+    min_interval: float = 0.1  # rate limit: no two queries of one dependency closer than this
+    backoff: float = 0.25  # first retry delay after an error
+    max_backoff: float = 60.0  # cap of the exponential back-off
+
+
+@dataclass
+class TemplateConfig:
+    name: str
+    destination: str
+    source: str = ""
+    contents: str | None = None
+    user: str | int | None = None
+    group: str | int | None = None
+    mode: int | None = None
+    check: str | list | None = None
+    command: str | list | None = None
+    command_timeout: float = 30.0
+    wait: Wait | None = None
+    error_on_missing_key: bool = False
+    max_drop: float | None = None
+
+    def read_source(self) -> str:
+        if self.contents is not None:
+            return self.contents
+        with open(self.source, encoding="utf-8") as handle:
+            return handle.read()
+
+
+@dataclass
+class ExecSettings:
+    command: list = field(default_factory=list)
+    reload_signal: int | None = int(signal.SIGHUP)
+    kill_signal: int = int(signal.SIGTERM)
+    kill_timeout: float = 10.0
+
+
+@dataclass
+class StatusSettings:
+    address: str = "127.0.0.1"
+    port: int | None = None  # None: no status endpoint
+
+
+@dataclass
+class Config:
+    consul: ConsulSettings = field(default_factory=ConsulSettings)
+    wait: Wait = field(default_factory=Wait)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    templates: list = field(default_factory=list)
+    exec: ExecSettings = field(default_factory=ExecSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
+    log_level: str = "info"
+
+    def wait_for(self, template: TemplateConfig) -> Wait:
+        return template.wait if template.wait is not None else self.wait
+
+
+def _only(section: dict, allowed: tuple, where: str) -> None:
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ConfigError("{}: unknown setting(s) {}".format(where, ", ".join(unknown)))
+
+
+def _wait(raw: Any, where: str) -> Wait:
+    if isinstance(raw, (int, float, str)):
+        low = duration(raw, where)
+        return Wait(low, low * 4)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected {{min, max}}")
+    _only(raw, ("min", "max"), where)
+    low = duration(raw.get("min", 0), where + ".min")
+    high = duration(raw.get("max", low * 4), where + ".max")
+    if high < low:
+        raise ConfigError(f"{where}.max must not be below {where}.min")
+    return Wait(low, high)
+
+
+def consul_from_env(environ=None) -> ConsulSettings:
+    """The standard CONSUL_HTTP_* variables, as the consul CLI reads them."""
+    env = os.environ if environ is None else environ
+    settings = ConsulSettings()
+    address = env.get("CONSUL_HTTP_ADDR", "")
+    if address:
+        if address.startswith("https://"):
+            settings.scheme = "https"
+        settings.address = address.split("://", 1)[-1]
+    if _truthy(env.get("CONSUL_HTTP_SSL", "")):
+        settings.scheme = "https"
+    if "CONSUL_HTTP_SSL_VERIFY" in env:
+        settings.verify = _truthy(env["CONSUL_HTTP_SSL_VERIFY"])
+    settings.token = env.get("CONSUL_HTTP_TOKEN", "")
+    settings.ca_file = env.get("CONSUL_CACERT", "")
+    settings.cert_file = env.get("CONSUL_CLIENT_CERT", "")
+    settings.key_file = env.get("CONSUL_CLIENT_KEY", "")
+    return settings
+
+
+def parse_consul(raw: dict | None, environ=None) -> ConsulSettings:
+    """Settings from the config file win over the environment, which wins over defaults."""
+    settings = consul_from_env(environ)
+    raw = raw or {}
+    _only(raw, ("address", "scheme", "ssl", "token", "ca_file", "cert_file", "key_file", "verify", "timeout"), "consul")
+    if raw.get("address"):
+        address = str(raw["address"])
+        if address.startswith("https://"):
+            settings.scheme = "https"
+        settings.address = address.split("://", 1)[-1]
+    if raw.get("scheme"):
+        if raw["scheme"] not in ("http", "https"):
+            raise ConfigError("consul.scheme: expected http or https")
+        settings.scheme = raw["scheme"]
+    if raw.get("ssl"):
+        settings.scheme = "https"
+    for name in ("token", "ca_file", "cert_file", "key_file"):
+        if raw.get(name):
+            setattr(settings, name, str(raw[name]))
+    if "verify" in raw:
+        settings.verify = bool(raw["verify"])
+    if "timeout" in raw:
+        settings.timeout = duration(raw["timeout"], "consul.timeout")
+    if bool(settings.cert_file) != bool(settings.key_file):
+        raise ConfigError("consul: cert_file and key_file go together")
+    return settings
+
+
+def _command(raw: Any, where: str) -> str | list | None:
+    if raw is None or raw == "" or raw == []:
+        return None
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return list(raw)
+    raise ConfigError(f"{where}: expected a shell command string or a list of arguments")
+
+
+def _mode(raw: Any, where: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, int):
+        return raw
+    try:
+        return int(str(raw), 8)
+    except ValueError:
+        raise ConfigError(f'{where}: expected an octal mode such as "0644"') from None
+
+
+_TEMPLATE_KEYS = (
+    "name",
+    "source",
+    "contents",
+    "destination",
+    "user",
+    "owner",
+    "group",
+    "mode",
+    "perms",
+    "check",
+    "command",
+    "command_timeout",
+    "wait",
+    "error_on_missing_key",
+    "max_drop",
+)
+
+
+def parse_template(raw: dict, index: int) -> TemplateConfig:
+    where = f"templates[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    _only(raw, _TEMPLATE_KEYS, where)
+    if not raw.get("destination"):
+        raise ConfigError(f"{where}.destination is required")
+    if bool(raw.get("source")) == (raw.get("contents") is not None):
+        raise ConfigError(f"{where}: give exactly one of source and contents")
+    name = str(raw.get("name") or os.path.basename(str(raw["destination"])))
+    return TemplateConfig(
+        name=name,
+        destination=str(raw["destination"]),
+        source=str(raw.get("source") or ""),
+        contents=raw.get("contents"),
+        user=raw.get("user", raw.get("owner")),
+        group=raw.get("group"),
+        mode=_mode(raw.get("mode", raw.get("perms")), where + ".mode"),
+        check=_command(raw.get("check"), where + ".check"),
+        command=_command(raw.get("command"), where + ".command"),
+        command_timeout=duration(raw.get("command_timeout", 30), where + ".command_timeout"),
+        wait=_wait(raw["wait"], where + ".wait") if raw.get("wait") is not None else None,
+        error_on_missing_key=bool(raw.get("error_on_missing_key", False)),
+        max_drop=share(raw.get("max_drop"), where + ".max_drop"),
+    )
+
+
+def parse(raw: dict, environ=None) -> Config:
+    """A Config from the decoded JSON document; raises ConfigError naming the bad setting."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the configuration must be a JSON object")
+    _only(raw, ("consul", "wait", "watch", "templates", "exec", "status", "log_level"), "config")
+    config = Config(consul=parse_consul(raw.get("consul"), environ))
+    if raw.get("wait") is not None:
+        config.wait = _wait(raw["wait"], "wait")
+    watch = raw.get("watch") or {}
+    _only(watch, ("block_wait", "min_interval", "backoff", "max_backoff"), "watch")
+    config.watch = WatchSettings(
+        block_wait=min(duration(watch.get("block_wait", 300), "watch.block_wait"), MAX_BLOCK_WAIT),
+        min_interval=duration(watch.get("min_interval", 0.1), "watch.min_interval"),
+        backoff=duration(watch.get("backoff", 0.25), "watch.backoff"),
+        max_backoff=duration(watch.get("max_backoff", 60), "watch.max_backoff"),
+    )
+    if config.watch.block_wait < 1:
+        raise ConfigError("watch.block_wait must be at least 1s")
+    templates = raw.get("templates") or []
+    if not isinstance(templates, list):
+        raise ConfigError("templates: expected a list")
+    config.templates = [parse_template(item, index) for index, item in enumerate(templates)]
+    names = [template.name for template in config.templates]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError("templates: names must be unique, repeated: {}".format(", ".join(duplicates)))
+    execution = raw.get("exec") or {}
+    _only(execution, ("command", "reload_signal", "kill_signal", "kill_timeout"), "exec")
+    command = execution.get("command") or []
+    if isinstance(command, str):
+        command = ["/bin/sh", "-c", command]
+    config.exec = ExecSettings(
+        command=list(command),
+        reload_signal=signal_number(execution.get("reload_signal", "SIGHUP"), "exec.reload_signal"),
+        kill_signal=signal_number(execution.get("kill_signal", "SIGTERM"), "exec.kill_signal") or int(signal.SIGTERM),
+        kill_timeout=duration(execution.get("kill_timeout", 10), "exec.kill_timeout"),
+    )
+    status = raw.get("status") or {}
+    _only(status, ("address", "port"), "status")
+    port = status.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535):
+        raise ConfigError("status.port: expected a port number")
+    config.status = StatusSettings(address=str(status.get("address", "127.0.0.1")), port=port)
+    config.log_level = str(raw.get("log_level", "info"))
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log_level: expected debug, info, warning or error")
+    return config
+
+
+def load(path: str, environ=None) -> Config:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from None
+    return parse(raw, environ)

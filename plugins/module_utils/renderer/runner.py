@@ -1,0 +1,395 @@
+# Copyright: Contributors to the Dockyard project
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The runner: when to render what, and what to do around a render.
+
+- Quiescence: a change to a template's dependencies starts a wait of
+  wait.min, extended by each further change, but never past wait.max after
+  the first one; a burst of changes gives one render.
+- A render that would not change the live file writes and runs nothing.
+- The check command runs on the candidate before it replaces the live file;
+  the command (a reload) runs after, with a timeout; if it fails the previous
+  file goes back and the command runs again. Nothing here stops the daemon.
+- max_drop refuses a render whose ls()/tree() lost too many of the entries
+  the last good render used.
+- Modes: daemon (watch and render until stopped), once (render all and
+  report), dry (once, printing instead of writing, no commands). Exec mode is
+  the daemon plus a child process (child.py) notified through on_change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import commands, logs
+from . import render as files
+from . import template as templates
+from .brain import Brain
+from .consul import ConsulClient, ConsulError
+from .watch import Stats, View, backoff_delay
+
+
+@dataclass
+class TemplateState:
+    config: object
+    template: object = None
+    load_error: str | None = None
+    dependencies: list = field(default_factory=list)
+    first_change: float | None = None
+    last_change: float | None = None
+    settled: bool = False  # rendered, or found the live file already right, at least once
+    good_sizes: dict = field(default_factory=dict)
+    accept_drop: bool = False
+    render_count: int = 0
+    last_render: float | None = None  # wall clock
+    last_error: str | None = None
+    waiting_for: str | None = None
+    errors: int = 0
+    check_failures: int = 0
+    command_failures: int = 0
+    refusals: int = 0
+
+    @property
+    def pending(self) -> bool:
+        return self.first_change is not None
+
+
+class Runner:
+    def __init__(self, config, client=None, dry: bool = False, stdout=None, on_change=None):
+        self.config = config
+        self.client = client or ConsulClient(config.consul)
+        self.dry = dry
+        self.stdout = stdout
+        self.on_change = on_change
+        self.brain = Brain()
+        self.stats = Stats()
+        self.views = {}
+        self.states = []
+        self.started = time.time()
+        self.heartbeat = time.monotonic()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._reload_requested = False
+        self.load(config)
+
+    # -- configuration -----------------------------------------------------------------
+    def load(self, config) -> None:
+        """Takes a (new) configuration; keeps each template's history by name."""
+        previous = {state.config.name: state for state in self.states}
+        states = []
+        for template_config in config.templates:
+            state = previous.get(template_config.name) or TemplateState(template_config)
+            state.config = template_config
+            state.template, state.load_error = None, None
+            try:
+                state.template = templates.load(template_config)
+            except templates.TemplateError as error:
+                state.load_error = str(error)
+                state.last_error = str(error)
+                state.errors += 1
+                logs.event(
+                    logging.ERROR, "template not loaded, live file kept", template=template_config.name, error=error
+                )
+            state.first_change = state.last_change = time.monotonic()
+            states.append(state)
+        self.config = config
+        with self._cond:
+            self.states = states
+
+    def request_reload(self) -> None:
+        with self._cond:
+            self._reload_requested = True
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for view in list(self.views.values()):
+            view.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def accept_drop(self, name: str) -> bool:
+        """An operator's override: the next render of `name` may drop entries."""
+        with self._cond:
+            for state in self.states:
+                if state.config.name == name:
+                    state.accept_drop = True
+                    state.first_change = state.last_change = time.monotonic()
+                    self._cond.notify_all()
+                    return True
+        return False
+
+    # -- data --------------------------------------------------------------------------
+    def deliver(self, dependency, data) -> None:
+        """Called by watchers with new data for a dependency."""
+        if not self.brain.remember(dependency, data):
+            return
+        now = time.monotonic()
+        with self._cond:
+            for state in self.states:
+                if dependency in state.dependencies:
+                    if state.first_change is None:
+                        state.first_change = now
+                    state.last_change = now
+            self._cond.notify_all()
+
+    def _sync_watches(self) -> None:
+        needed = set()
+        for state in self.states:
+            needed.update(state.dependencies)
+        for dependency in needed:
+            view = self.views.get(dependency)
+            if view is None or view.stopping or not view.is_alive():
+                view = View(dependency, self.client, self.config.watch, self.deliver, self.stats)
+                self.views[dependency] = view
+                view.start()
+        for dependency in list(self.views):
+            if dependency not in needed:
+                self.views.pop(dependency).stop()
+                self.brain.forget(dependency)
+
+    def fetch_now(self, dependencies, attempts: int = 3) -> None:
+        """Fetches dependencies once, without blocking (once and dry modes, the module)."""
+        for dependency in dependencies:
+            for attempt in range(1, attempts + 1):
+                try:
+                    data = dependency.fetch(self.client)[0]
+                    self.brain.remember(dependency, data)
+                    break
+                except ConsulError:
+                    if attempt == attempts:
+                        raise
+                    time.sleep(backoff_delay(attempt, self.config.watch.backoff, min(self.config.watch.max_backoff, 2)))
+
+    # -- one template ------------------------------------------------------------------
+    def _fail(self, state, message: str, counter: str = "errors", **fields) -> str:
+        state.last_error = message
+        setattr(state, counter, getattr(state, counter) + 1)
+        logs.event(logging.ERROR, message, template=state.config.name, destination=state.config.destination, **fields)
+        return "failed"
+
+    def process(self, state) -> str:
+        """Executes and (if due) renders one template; returns what happened.
+
+        One of: rendered, unchanged, waiting, missing, failed, refused.
+        """
+        if state.template is None:
+            state.last_error = state.load_error
+            return "failed"
+        execution = state.template.execute(self.brain)
+        state.dependencies = list(execution.used)
+        if execution.unfetched:
+            state.waiting_for = ", ".join(str(dep) for dep in execution.unfetched)
+            return "waiting"
+        if execution.missing:
+            state.waiting_for = "missing key(s) " + ", ".join(execution.missing)
+            if state.config.error_on_missing_key:
+                self._fail(state, "missing key(s): {}".format(", ".join(execution.missing)))
+            else:
+                logs.event(
+                    logging.WARNING,
+                    "waiting for missing key(s), live file kept",
+                    template=state.config.name,
+                    keys=",".join(execution.missing),
+                )
+            return "missing"
+        state.waiting_for = None
+        if execution.error:
+            return self._fail(state, f"template failed, live file kept: {execution.error}")
+        refusal = self._drop_refusal(state, execution.sizes)
+        if refusal:
+            self._fail(state, refusal, "refusals")
+            return "refused"
+        outcome = self._apply(state, execution.output)
+        if outcome in ("rendered", "unchanged"):
+            state.good_sizes = dict(execution.sizes)
+            state.accept_drop = False
+            state.settled = True
+            state.last_error = None
+        return outcome
+
+    def _drop_refusal(self, state, sizes: dict) -> str | None:
+        limit = state.config.max_drop
+        if limit is None or state.accept_drop or not state.good_sizes:
+            return None
+        for name, before in sorted(state.good_sizes.items()):
+            now = sizes.get(name)
+            if now is None or before <= 0 or now >= before:
+                continue
+            if (before - now) / before >= limit:
+                function, prefix = name
+                return (
+                    f"render refused, live file kept: {function}({prefix}) fell from {before} to {now} entries"
+                    f" (max_drop {round(limit * 100)}%)"
+                )
+        return None
+
+    def _apply(self, state, output: str) -> str:
+        config = state.config
+        contents = output.encode("utf-8")
+        if self.dry:
+            stream = self.stdout
+            stream.write(f"> {config.destination}\n{output}")
+            stream.flush()
+            return "rendered"
+        live = files.read_live(config.destination)
+        if not files.would_render(contents, live):
+            return "unchanged"
+        try:
+            candidate = files.write_candidate(
+                config.destination, contents, config.mode, config.user, config.group, live
+            )
+        except (OSError, KeyError) as error:
+            return self._fail(state, f"cannot write candidate: {error}")
+        try:
+            if config.check:
+                checked = commands.run(commands.with_candidate(config.check, candidate), config.command_timeout)
+                if not checked.ok:
+                    files.discard(candidate)
+                    return self._fail(state, f"check failed, live file kept: {checked.describe()}", "check_failures")
+            files.commit(candidate, config.destination)
+        except OSError as error:
+            files.discard(candidate)
+            return self._fail(state, f"cannot replace live file: {error}")
+        state.render_count += 1
+        state.last_render = time.time()
+        logs.event(logging.INFO, "rendered", template=config.name, destination=config.destination)
+        if config.command:
+            ran = commands.run(config.command, config.command_timeout)
+            if not ran.ok:
+                files.restore(config.destination, live)
+                again = commands.run(config.command, config.command_timeout)
+                return self._fail(
+                    state,
+                    f"command failed, previous file restored: {ran.describe()}",
+                    "command_failures",
+                    rerun="ok" if again.ok else again.describe(),
+                )
+            logs.event(logging.INFO, "command ran", template=config.name)
+        if self.on_change is not None:
+            self.on_change(state)
+        return "rendered"
+
+    # -- modes -------------------------------------------------------------------------
+    def once(self, rounds: int = 20) -> dict:
+        """Renders every template once (fetching what they read); returns name -> outcome."""
+        results = {}
+        for state in self.states:
+            outcome = "failed"
+            for _round in range(rounds):
+                outcome = self.process(state)
+                if outcome != "waiting":
+                    break
+                try:
+                    self.fetch_now([dep for dep in state.dependencies if dep not in self.brain])
+                except ConsulError as error:
+                    outcome = self._fail(state, str(error))
+                    break
+            if outcome == "missing" and not state.config.error_on_missing_key:
+                outcome = "failed"
+                self._fail(state, "missing key(s): {}".format(state.waiting_for.split(" ", 2)[-1]))
+            results[state.config.name] = outcome
+        return results
+
+    def _due(self, state, now: float) -> float | None:
+        if not state.pending:
+            return None
+        if not state.settled:
+            return now  # the first render does not wait for quiescence
+        wait = self.config.wait_for(state.config)
+        if wait.min <= 0:
+            return now
+        return min(state.last_change + wait.min, state.first_change + max(wait.max, wait.min))
+
+    def run(self, on_cycle=None) -> None:
+        """The daemon loop: returns once stop() is called."""
+        logs.event(logging.INFO, "renderer started", templates=len(self.states), consul=self.config.consul.base_url)
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                reload_requested, self._reload_requested = self._reload_requested, False
+            if reload_requested and self.reloader is not None:
+                self._reload()
+            now = time.monotonic()
+            self.heartbeat = now
+            for state in list(self.states):
+                due = self._due(state, now)
+                if due is not None and due <= now:
+                    with self._cond:
+                        state.first_change = state.last_change = None
+                    try:
+                        self.process(state)
+                    except Exception as error:  # a bug in one template's path must not stop the others
+                        self._fail(state, f"internal error: {error}")
+            self._sync_watches()
+            if on_cycle is not None:
+                on_cycle()
+            with self._cond:
+                if self._stopping or self._reload_requested:
+                    continue
+                now = time.monotonic()
+                dues = [due for due in (self._due(state, now) for state in self.states) if due is not None]
+                timeout = min([1.0] + [max(0.0, due - now) for due in dues])
+                if timeout > 0:
+                    self._cond.wait(timeout)
+        for view in list(self.views.values()):
+            view.stop()
+        logs.event(logging.INFO, "renderer stopped")
+
+    reloader = None  # set by the CLI: a callable that returns a new Config
+
+    def _reload(self) -> None:
+        try:
+            config = self.reloader()
+        except Exception as error:
+            logs.event(logging.ERROR, "reload failed, configuration kept", error=error)
+            return
+        self.load(config)
+        logs.event(logging.INFO, "configuration reloaded", templates=len(self.states))
+
+    # -- status ------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        templates_status = []
+        for state in list(self.states):
+            templates_status.append(
+                {
+                    "name": state.config.name,
+                    "destination": state.config.destination,
+                    "render_count": state.render_count,
+                    "last_render": state.last_render,
+                    "last_error": state.last_error,
+                    "waiting_for": state.waiting_for,
+                    "dependencies": len(state.dependencies),
+                    "errors": state.errors,
+                    "check_failures": state.check_failures,
+                    "command_failures": state.command_failures,
+                    "refusals": state.refusals,
+                    "settled": state.settled,
+                }
+            )
+        with self.stats.lock:
+            requests, errors = self.stats.requests, self.stats.errors
+            failures = max(self.stats.failures.values(), default=0)
+        return {
+            "started": self.started,
+            "heartbeat_age": time.monotonic() - self.heartbeat,
+            "consul": {
+                "address": self.config.consul.base_url,
+                "requests": requests,
+                "errors": errors,
+                "consecutive_failures": failures,
+                "watches": len(self.views),
+            },
+            "templates": templates_status,
+        }

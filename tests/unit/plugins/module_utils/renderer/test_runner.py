@@ -1,0 +1,59 @@
+import io
+
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer import config as configuration
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer import status
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer.dependencies import PrefixDependency
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer.runner import Runner
+
+
+def make_runner(tmp_path, **template):
+    raw = {
+        "templates": [
+            {"name": "t", "destination": str(tmp_path / "out"), "contents": "{{ ls('p') | length }}", **template}
+        ]
+    }
+    return Runner(configuration.parse(raw, {}), client=object(), stdout=io.StringIO())
+
+
+def feed(runner, count):
+    runner.brain.remember(PrefixDependency("p/"), tuple((f"p/{n}", "v") for n in range(count)))
+
+
+def test_max_drop_refuses_a_large_drop_and_accepts_a_small_one(tmp_path):
+    runner = make_runner(tmp_path, max_drop="50%")
+    state = runner.states[0]
+    feed(runner, 10)
+    assert runner.process(state) == "rendered"
+    feed(runner, 5)
+    assert runner.process(state) == "refused"
+    assert state.refusals == 1
+    assert (tmp_path / "out").read_text() == "10"
+    feed(runner, 6)
+    assert runner.process(state) == "rendered"
+    runner.accept_drop("t")
+    feed(runner, 0)
+    assert runner.process(state) == "rendered"
+    assert (tmp_path / "out").read_text() == "0"
+
+
+def test_quiescence_due_time(tmp_path):
+    runner = make_runner(tmp_path, wait={"min": 2, "max": 5})
+    state = runner.states[0]
+    state.settled = True
+    state.first_change, state.last_change = 100.0, 104.0
+    assert runner._due(state, 104.0) == 105.0  # capped by first change + max
+    state.last_change = 101.0
+    assert runner._due(state, 101.0) == 103.0  # last change + min
+
+
+def test_health_and_metrics(tmp_path):
+    runner = make_runner(tmp_path)
+    feed(runner, 3)
+    runner.process(runner.states[0])
+    snapshot = runner.snapshot()
+    assert status.health(snapshot) == (200, "ok")
+    text = status.metrics(snapshot)
+    assert 'dockyard_renderer_renders_total{template="t"} 1' in text
+    assert "dockyard_renderer_up 1" in text
+    runner.states[0].last_error = "boom"
+    assert status.health(runner.snapshot())[0] == 503
