@@ -25,16 +25,16 @@ def test_deployer_token_writes_and_reads_kv(host):
 
 
 def test_requests_without_a_token_are_denied(host):
-    status, _ = consul_api(host, "kv/config/molecule/anonymous", None, "PUT", "nope")
+    status, _body = consul_api(host, "kv/config/molecule/anonymous", None, "PUT", "nope")
     assert status == 403
-    status, _ = consul_api(host, "kv/config/molecule/greeting?raw")
+    status, _body = consul_api(host, "kv/config/molecule/greeting?raw")
     assert status in (403, 404)
     status, body = consul_api(host, "kv/config/molecule/greeting?raw", consul_token("renderer"))
     assert (status, body) == (200, "hello")
 
 
 def test_deployer_cannot_write_instances(host):
-    status, _ = consul_api(host, "kv/dockyard/instances/app/node1/task", consul_token("deployer"), "PUT", "x")
+    status, _body = consul_api(host, "kv/dockyard/instances/app/node1/task", consul_token("deployer"), "PUT", "x")
     assert status == 403
 
 
@@ -76,7 +76,7 @@ def test_acls_were_bootstrapped_once(host):
     status, body = consul_api(host, "acl/token/self", token)
     assert status == 200 and json.loads(body)["AccessorID"] == management[0]["AccessorID"]
     # Consul itself refuses a second bootstrap.
-    status, _ = consul_api(host, "acl/bootstrap", None, "PUT")
+    status, _body = consul_api(host, "acl/bootstrap", None, "PUT")
     assert status == 403
 
 

@@ -68,7 +68,7 @@ def running_tasks(host):
         if state != "Running":
             continue
         # *:30001->80/tcp
-        port = " ".join(rest).split("->")[0].rsplit(":", 1)[1]
+        port = " ".join(rest).split("->", maxsplit=1)[0].rsplit(":", 1)[1]
         tasks.append((node, int(port)))
     return tasks
 
@@ -122,7 +122,7 @@ def test_service_runs_where_the_label_says_with_host_mode_ports(host, formed):
             f"--constraint node.labels.tier==app --publish mode=host,target=80 {IMAGE}"
         )
     tasks = wait_for_tasks(host, 3)
-    assert {node for node, _ in tasks} == {"agent1", "agent2"}
+    assert {node for node, _port in tasks} == {"agent1", "agent2"}
     for node, port in tasks:
         assert host.check_output(f"curl --silent --fail http://{node}:{port}/") == "served by the swarm"
 
@@ -136,7 +136,7 @@ def test_agent2_is_gone_and_two_nodes_remain(host, agent2_removed):
 
 def test_tasks_moved_to_the_remaining_labelled_node(host, agent2_removed):
     tasks = wait_for_tasks(host, 3)
-    assert {node for node, _ in tasks} == {"agent1"}
+    assert {node for node, _port in tasks} == {"agent1"}
     for node, port in tasks:
         assert host.check_output(f"curl --silent --fail http://{node}:{port}/") == "served by the swarm"
 

@@ -27,7 +27,7 @@ class Response:
 class ConsulClient:
     def __init__(self, settings: ConsulSettings):
         self.settings = settings
-        self._context = None
+        context = None
         if settings.base_url.startswith("https://"):
             context = ssl.create_default_context(cafile=settings.ca_file or None)
             if not settings.verify:
@@ -35,7 +35,8 @@ class ConsulClient:
                 context.verify_mode = ssl.CERT_NONE
             if settings.cert_file:
                 context.load_cert_chain(settings.cert_file, settings.key_file or None)
-            self._context = context
+        # The engine runs without Ansible on hosts, so plain urllib rather than open_url.
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
     def get(self, path: str, params: dict | None = None, timeout: float | None = None) -> Response:
         """GETs path; a 404 is an answer (with its index), any other failure raises ConsulError."""
@@ -47,9 +48,7 @@ class ConsulClient:
             headers["X-Consul-Token"] = self.settings.token
         request = urllib.request.Request(url, headers=headers, method="GET")
         try:
-            with urllib.request.urlopen(
-                request, timeout=timeout or self.settings.timeout, context=self._context
-            ) as answer:
+            with self._opener.open(request, timeout=timeout or self.settings.timeout) as answer:
                 return Response(answer.status, answer.read(), _index(answer.headers))
         except urllib.error.HTTPError as error:
             if error.code == 404:

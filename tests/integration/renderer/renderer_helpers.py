@@ -52,7 +52,7 @@ class Renderer:
 
     def run(self, timeout: float = 30):
         """Runs to completion (once, dry, validate); returns the CompletedProcess."""
-        return subprocess.run(self.argv, capture_output=True, text=True, env=self.env, timeout=timeout)
+        return subprocess.run(self.argv, capture_output=True, text=True, env=self.env, timeout=timeout, check=False)
 
     def status(self) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.status_port}/v1/status", timeout=5) as answer:

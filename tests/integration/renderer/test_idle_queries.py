@@ -29,7 +29,7 @@ class CountingProxy:
     def _accept(self):
         while True:
             try:
-                client, _ = self.server.accept()
+                client, _address = self.server.accept()
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
@@ -92,7 +92,7 @@ def test_idle_daemon_holds_one_blocking_query_per_watched_prefix(consul_agent, r
         watched = {"/v1/kv/idle/a/", "/v1/kv/idle/b/", "/v1/kv/idle/c"}
         # Each watch makes its first (index 0) query, then one blocking query that stays open.
         wait_for(lambda: {p for p, n in proxy.snapshot()[1].items() if n} == watched, 5, what="blocking queries")
-        total_before, _, _ = proxy.snapshot()
+        total_before, _open_now, _max_open = proxy.snapshot()
         time.sleep(5)
         total_after, open_now, max_open = proxy.snapshot()
         assert set(total_after) == watched
