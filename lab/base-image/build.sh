@@ -2,7 +2,7 @@
 # Builds the lab base image (Debian bookworm, systemd as PID 1) with debootstrap,
 # because no image can be pulled from a public registry here. The image is
 # tagged with a hash of this directory, so it is rebuilt only when the recipe
-# changes.
+# changes. With --print-image it only prints that reference (for the lab tasks).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,8 +11,12 @@ mirror="${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 recipe_hash="$(cat "$here"/* | sha256sum | cut -c1-12)"
 image="$repository:$recipe_hash"
 
+if [ "${1:-}" = "--print-image" ]; then
+    echo "$image"
+    exit 0
+fi
+
 if docker image inspect "$image" >/dev/null 2>&1; then
-    docker tag "$image" "$repository:latest"
     echo "lab base image $image is up to date"
     exit 0
 fi
@@ -42,5 +46,4 @@ tar -C "$rootfs" --numeric-owner -c . | docker import \
     --change 'CMD ["/sbin/init"]' \
     --change "LABEL org.dockyard.recipe=$recipe_hash" \
     - "$image" >/dev/null
-docker tag "$image" "$repository:latest"
 echo "built lab base image $image"
