@@ -21,8 +21,6 @@ from support.consul_agent import MASTER_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / ".cache" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
 consul_keys = importlib.import_module("ansible_collections.dockyard.platform.plugins.modules.consul_keys")
 logic = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils._consul_keys")
 

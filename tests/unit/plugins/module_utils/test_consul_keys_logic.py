@@ -3,14 +3,9 @@
 import base64
 import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".cache" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
 ck = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils._consul_keys")
 
 PREFIX = "config/app/"

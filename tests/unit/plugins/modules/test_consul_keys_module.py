@@ -7,15 +7,10 @@ real Consul agent.
 import base64
 import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".cache" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
 consul_keys = importlib.import_module("ansible_collections.dockyard.platform.plugins.modules.consul_keys")
 consul_util = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils._consul")
 

@@ -3,15 +3,10 @@
 import base64
 import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".cache" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
 render = importlib.import_module("ansible_collections.dockyard.platform.plugins.modules.render")
 consul = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils.renderer.consul")
 
