@@ -19,7 +19,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
         build venv engine base-image tools
 
 help:
-	@echo "make lab        bring up the local lab cluster and run playbooks/site.yml on it"
+	@echo "make lab        bring up the local lab cluster, run playbooks/site.yml on it, deploy the demo app"
 	@echo "make lab-down   remove every lab container, network and volume"
 	@echo "make test       lint, sanity, unit, integration and every Molecule scenario"
 	@echo "make test-fast  lint and unit tests"
@@ -46,10 +46,12 @@ base-image: engine
 
 tools:
 	@bash tests/tools/fetch-consul.sh $(CACHE)/bin
+	@bash tests/tools/fetch-haproxy.sh $(CACHE)/bin
 
 lab: venv base-image
 	ansible-playbook lab/up.yml
 	ansible-playbook -i inventories/lab playbooks/site.yml
+	ansible-playbook -i inventories/lab lab/demo-app.yml
 
 lab-down: venv
 	ansible-playbook lab/down.yml
@@ -71,7 +73,7 @@ sanity: venv
 unit: venv
 	pytest tests/unit
 
-integration: venv tools
+integration: venv tools base-image
 	pytest tests/integration
 
 molecule: venv base-image

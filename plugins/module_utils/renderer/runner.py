@@ -11,6 +11,8 @@
   file goes back and the command runs again. Nothing here stops the daemon.
 - max_drop refuses a render whose ls()/tree() lost too many of the entries
   the last good render used.
+- Data a template skipped (warn(), routing_table() errors) is logged at error
+  level with the template's name when it first appears; the rest renders.
 - Modes: daemon (watch and render until stopped), once (render all and
   report), dry (once, printing instead of writing, no commands). Exec mode is
   the daemon plus a child process (child.py) notified through on_change.
@@ -46,6 +48,8 @@ class TemplateState:
     last_render: float | None = None  # wall clock
     last_error: str | None = None
     waiting_for: str | None = None
+    skipped: list = field(default_factory=list)  # the last complete execution's warnings
+    skipped_total: int = 0
     errors: int = 0
     check_failures: int = 0
     command_failures: int = 0
@@ -204,6 +208,7 @@ class Runner:
                 )
             return "missing"
         state.waiting_for = None
+        self._report_skipped(state, execution.warnings)
         if execution.error:
             return self._fail(state, f"template failed, live file kept: {execution.error}")
         refusal = self._drop_refusal(state, execution.sizes)
@@ -217,6 +222,20 @@ class Runner:
             state.settled = True
             state.last_error = None
         return outcome
+
+    def _report_skipped(self, state, warnings: list) -> None:
+        """Logs each piece of skipped data at error level once, when it appears."""
+        for message in warnings:
+            if message not in state.skipped:
+                state.skipped_total += 1
+                logs.event(
+                    logging.ERROR,
+                    "template skipped data",
+                    template=state.config.name,
+                    destination=state.config.destination,
+                    error=message,
+                )
+        state.skipped = list(warnings)
 
     def _drop_refusal(self, state, sizes: dict) -> str | None:
         limit = state.config.max_drop
@@ -375,6 +394,8 @@ class Runner:
                     "check_failures": state.check_failures,
                     "command_failures": state.command_failures,
                     "refusals": state.refusals,
+                    "skipped": list(state.skipped),
+                    "skipped_total": state.skipped_total,
                     "settled": state.settled,
                 }
             )

@@ -91,6 +91,12 @@ def metrics(snapshot: dict) -> str:
         "1 while the template is in error.",
         [({"template": t["name"]}, 1 if t["last_error"] else 0) for t in templates],
     )
+    family(
+        "dockyard_renderer_skipped_data",
+        "gauge",
+        "Entries the last render skipped as invalid (warn(), routing_table()).",
+        [({"template": t["name"]}, len(t.get("skipped") or ())) for t in templates],
+    )
     consul = snapshot["consul"]
     family("dockyard_renderer_consul_requests_total", "counter", "Queries sent to Consul.", [({}, consul["requests"])])
     family(

@@ -4,8 +4,9 @@
 
 Executing a template never talks to Consul. It records every dependency it
 read (so watches follow what templates really use), those not fetched yet,
-the keys that do not exist, and how many entries each `ls`/`tree` returned
-(for the max_drop guard).
+the keys that do not exist, how many entries each `ls`/`tree` returned
+(for the max_drop guard), and the data it skipped (`warn()`, `routing_table()`)
+so that the runner can log each at error level.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ except ImportError as _error:  # pragma: no cover - targets install python3-jinj
     jinja2 = None
     JINJA2_IMPORT_ERROR = _error
 
+from . import routes
 from .dependencies import KeyDependency, PrefixDependency, prefix_of
 
 
@@ -50,6 +52,7 @@ class Execution:
     missing: list = field(default_factory=list)  # key() of keys that do not exist
     sizes: dict = field(default_factory=dict)  # ("ls"|"tree", prefix) -> entries returned
     error: str | None = None  # the template raised (undefined variable, bad JSON, ...)
+    warnings: list = field(default_factory=list)  # data the template skipped (warn(), routing_table())
 
     @property
     def complete(self) -> bool:
@@ -125,11 +128,25 @@ class Template:
             result.sizes[(kind, prefix)] = len(entries)
             return entries
 
+        def warn(message):
+            text = str(message)
+            if text not in result.warnings:
+                result.warnings.append(text)
+            return ""
+
+        def routing_table(route_entries, instance_entries, default_interval="5s", reserved_ports=()):
+            table = routes.routing_table(route_entries, instance_entries, default_interval, reserved_ports)
+            for message in table.errors:
+                warn(message)
+            return table
+
         context = {
             "key": key,
             "key_or_default": key_or_default,
             "ls": lambda prefix: pairs("ls", prefix),
             "tree": lambda prefix: pairs("tree", prefix),
+            "warn": warn,
+            "routing_table": routing_table,
         }
         try:
             result.output = self._compiled.render(context)

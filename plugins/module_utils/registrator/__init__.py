@@ -1,0 +1,10 @@
+# Copyright: Contributors to the Dockyard project
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Dockyard's registrator: the presence service that keeps Consul KV in step with a node's app containers.
+
+One file per job: config, consul (a small HTTP client), docker_source (the
+running containers and their events), instances (pure: a container's
+attributes to an instance, desired vs owned to puts and deletes), registrator
+(the loop: session keeper, events, resync, back-off), logs, cli. No Ansible
+imports: the daemon and the tests share this code.
+"""

@@ -1,0 +1,208 @@
+# Copyright: Contributors to the Dockyard project
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The registrator's configuration: a JSON file, validated with messages that name the setting.
+
+The one number that needs care is the session TTL. `session_ttl` is what an
+operator cares about: the bound within which a dead registrator's instances
+disappear. Consul may wait up to twice a session's TTL before invalidating it,
+so the session is created with half of it (never below Consul's 10 s minimum)
+and renewed every third of that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# Consul refuses session TTLs outside [10s, 24h] and may take up to twice the TTL to invalidate a session.
+CONSUL_MIN_TTL = 10.0
+CONSUL_MAX_TTL = 86400.0
+MIN_SESSION_TTL = 2 * CONSUL_MIN_TTL
+MAX_SESSION_TTL = 2 * CONSUL_MAX_TTL
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_KEYS = ("consul", "node", "address", "kv_prefix", "session_ttl", "resync_interval", "docker_url", "log_level")
+_CONSUL_KEYS = ("address", "scheme", "token", "ca_file", "cert_file", "key_file")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the offending setting."""
+
+
+def duration(value: Any, name: str) -> float:
+    """Seconds from a number or a string such as "250ms", "20s", "1m"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ConfigError(f"{name}: expected a duration such as 20s or 500ms, got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ConfigError(f"{name}: must not be negative")
+    return seconds
+
+
+def safe_segment(value: str) -> bool:
+    """Whether value can be one segment of a KV key: not empty, no '/', no whitespace or control characters."""
+    return bool(value) and value not in (".", "..") and not any(char == "/" or char.isspace() for char in value)
+
+
+def consul_ttl(session_ttl: float) -> float:
+    """The TTL the session is created with: half the bound, as Consul may take twice the TTL to act."""
+    return max(CONSUL_MIN_TTL, session_ttl / 2)
+
+
+def renew_interval(ttl: float) -> float:
+    """How often the session is renewed: a third of its TTL, so two renewals may fail before it lapses."""
+    return ttl / 3
+
+
+def go_duration(seconds: float) -> str:
+    """A duration in the form Consul parses (Go's time.ParseDuration): "10s", "12.5s"."""
+    return f"{seconds:g}s"
+
+
+@dataclass
+class ConsulSettings:
+    address: str = "127.0.0.1:8500"
+    scheme: str = "http"
+    token: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    timeout: float = 10.0
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self.address}"
+
+
+@dataclass
+class Config:
+    node: str
+    address: str
+    consul: ConsulSettings = field(default_factory=ConsulSettings)
+    kv_prefix: str = "dockyard/"
+    session_ttl: float = 20.0
+    resync_interval: float = 30.0
+    docker_url: str = "unix:///var/run/docker.sock"
+    log_level: str = "info"
+    # Not in the file: the retry delays after a Consul or Docker error (doubling, jittered, capped).
+    backoff: float = 0.25
+    max_backoff: float = 5.0
+
+    @property
+    def consul_ttl(self) -> float:
+        return consul_ttl(self.session_ttl)
+
+    @property
+    def renew_interval(self) -> float:
+        return renew_interval(self.consul_ttl)
+
+    @property
+    def session_name(self) -> str:
+        return f"dockyard-registrator {self.node}"
+
+    @property
+    def instances_prefix(self) -> str:
+        return f"{self.kv_prefix}instances/"
+
+
+def _only(section: dict, allowed: tuple, where: str) -> None:
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ConfigError("{}: unknown setting(s) {}".format(where, ", ".join(unknown)))
+
+
+def _text(raw: dict, name: str, where: str, default: str = "") -> str:
+    value = raw.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def parse_consul(raw: Any) -> ConsulSettings:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("consul: expected a mapping")
+    _only(raw, _CONSUL_KEYS, "consul")
+    values = {name: _text(raw, name, f"consul.{name}") for name in _CONSUL_KEYS}
+    settings = ConsulSettings(**{name: value for name, value in values.items() if value})
+    if "://" in settings.address:
+        raise ConfigError("consul.address: expected host:port without a scheme (set consul.scheme)")
+    if settings.scheme not in ("http", "https"):
+        raise ConfigError(f"consul.scheme: expected http or https, got {settings.scheme!r}")
+    if bool(settings.cert_file) != bool(settings.key_file):
+        raise ConfigError("consul.cert_file and consul.key_file go together")
+    if settings.scheme == "http" and (settings.ca_file or settings.cert_file):
+        raise ConfigError("consul.ca_file, consul.cert_file and consul.key_file need consul.scheme https")
+    return settings
+
+
+def parse(raw: Any) -> Config:
+    """A Config from the decoded JSON document; raises ConfigError naming the bad setting."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the configuration must be a JSON object")
+    _only(raw, _KEYS, "config")
+    node = _text(raw, "node", "node")
+    if not node:
+        raise ConfigError("node is required (the node's name in instance keys)")
+    if not safe_segment(node):
+        raise ConfigError(f"node: {node!r} cannot be a key segment (no '/', no whitespace)")
+    address = _text(raw, "address", "address").strip()
+    if not address:
+        raise ConfigError("address is required (the node's routable address that routers connect to)")
+    prefix = _text(raw, "kv_prefix", "kv_prefix", "dockyard/")
+    if prefix.startswith("/") or "//" in prefix or any(char.isspace() for char in prefix):
+        raise ConfigError(f"kv_prefix: {prefix!r} is not a usable key prefix")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    config = Config(node=node, address=address, consul=parse_consul(raw.get("consul")), kv_prefix=prefix)
+    config.session_ttl = duration(raw.get("session_ttl", "20s"), "session_ttl")
+    if config.session_ttl < MIN_SESSION_TTL:
+        raise ConfigError(
+            f"session_ttl: must be at least {MIN_SESSION_TTL:g}s (Consul's minimum session TTL is"
+            f" {CONSUL_MIN_TTL:g}s and it may take twice that to act), got {config.session_ttl:g}s"
+        )
+    if config.session_ttl > MAX_SESSION_TTL:
+        raise ConfigError(f"session_ttl: must be at most {MAX_SESSION_TTL:g}s, got {config.session_ttl:g}s")
+    config.resync_interval = duration(raw.get("resync_interval", "30s"), "resync_interval")
+    if config.resync_interval < 1:
+        raise ConfigError(f"resync_interval: must be at least 1s, got {config.resync_interval:g}s")
+    config.docker_url = _text(raw, "docker_url", "docker_url", "unix:///var/run/docker.sock")
+    if not re.match(r"^(unix|tcp|https?|npipe)://.", config.docker_url):
+        raise ConfigError(f"docker_url: expected unix:///path or tcp://host:port, got {config.docker_url!r}")
+    config.log_level = _text(raw, "log_level", "log_level", "info").lower()
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError("log_level: expected debug, info, warning or error")
+    return config
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from None
+    return parse(raw)
+
+
+def check_files(config: Config) -> None:
+    """On the host: the TLS files named in the configuration exist and can be read."""
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(config.consul, name)
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"consul.{name}: {path} does not exist or cannot be read")

@@ -1,0 +1,184 @@
+# Copyright: Contributors to the Dockyard project
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure logic: a container's attributes to an instance, and desired vs owned keys to puts and deletes.
+
+Labels (the contract with the app module and the routers):
+  org.dockyard.app      the app's name; a container without it is none of ours
+  org.dockyard.version  the version it runs (free text)
+  org.dockyard.track    stable (when absent) or canary
+  org.dockyard.port     the container's TCP port, published on the host
+
+The key is <prefix>instances/<app>/<node>/<task>, where <task> is the Swarm
+task ID (label com.docker.swarm.task.id) or else the full container ID.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .config import safe_segment
+
+APP_LABEL = "org.dockyard.app"
+VERSION_LABEL = "org.dockyard.version"
+TRACK_LABEL = "org.dockyard.track"
+PORT_LABEL = "org.dockyard.port"
+TASK_LABEL = "com.docker.swarm.task.id"
+TRACKS = ("stable", "canary")
+
+
+class Skip(ValueError):
+    """A container labelled as an app task that cannot be registered; the message names it and the label."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    app: str
+    node: str
+    task: str
+    addr: str
+    port: int
+    version: str
+    track: str
+    container: str  # its name, for logs
+
+    def key(self, prefix: str) -> str:
+        return f"{prefix}instances/{self.app}/{self.node}/{self.task}"
+
+    def document(self) -> dict:
+        return {"addr": self.addr, "port": self.port, "version": self.version, "track": self.track}
+
+    def value(self) -> bytes:
+        return json.dumps(self.document(), sort_keys=True).encode("utf-8")
+
+
+def labels_of(attrs: dict) -> dict:
+    return (attrs.get("Config") or {}).get("Labels") or {}
+
+
+def name_of(attrs: dict) -> str:
+    return (attrs.get("Name") or "").lstrip("/") or str(attrs.get("Id", ""))[:12]
+
+
+def is_app(labels: dict) -> bool:
+    return APP_LABEL in labels
+
+
+def task_of(container_id: str, labels: dict) -> str:
+    return labels.get(TASK_LABEL) or container_id
+
+
+def key_for(prefix: str, node: str, container_id: str, labels: dict) -> str | None:
+    """The key a container's instance has (or would have), from its labels alone; None when it cannot have one."""
+    app, task = labels.get(APP_LABEL, ""), task_of(container_id, labels)
+    if not (safe_segment(app) and safe_segment(task)):
+        return None
+    return f"{prefix}instances/{app}/{node}/{task}"
+
+
+def health_of(attrs: dict) -> str | None:
+    """The container's health status (starting, healthy, unhealthy), or None without a HEALTHCHECK."""
+    health = (attrs.get("State") or {}).get("Health")
+    return health.get("Status") if health else None
+
+
+def serving(attrs: dict) -> bool:
+    """Running, and healthy when it has a HEALTHCHECK."""
+    state = attrs.get("State") or {}
+    return bool(state.get("Running")) and health_of(attrs) in (None, "healthy")
+
+
+def published_port(attrs: dict, port: int) -> int | None:
+    """The host port that <port>/tcp is published on (its first binding), or None."""
+    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
+    for binding in bindings:
+        try:
+            host_port = int(binding.get("HostPort") or 0)
+        except (TypeError, ValueError):
+            continue
+        if 0 < host_port < 65536:
+            return host_port
+    return None
+
+
+def instance_from(attrs: dict, node: str, address: str) -> Instance | None:
+    """The instance a container stands for; None when it is not an app task; Skip when it cannot be one."""
+    labels = labels_of(attrs)
+    if not is_app(labels):
+        return None
+    name = name_of(attrs)
+    app = labels[APP_LABEL]
+    if not safe_segment(app):
+        raise Skip(f"container {name}: label {APP_LABEL}={app!r} cannot be a key segment (no '/', no whitespace)")
+    task = task_of(str(attrs.get("Id", "")), labels)
+    if not safe_segment(task):
+        raise Skip(f"container {name}: task id {task!r} (label {TASK_LABEL} or the ID) cannot be a key segment")
+    raw_port = labels.get(PORT_LABEL)
+    if raw_port is None:
+        raise Skip(f"container {name}: label {PORT_LABEL} is missing")
+    try:
+        port = int(str(raw_port).strip())
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise Skip(f"container {name}: label {PORT_LABEL}={raw_port!r} is not a TCP port")
+    host_port = published_port(attrs, port)
+    if host_port is None:
+        raise Skip(f"container {name}: label {PORT_LABEL}={port}: {port}/tcp is not published on the host")
+    track = labels.get(TRACK_LABEL) or "stable"
+    if track not in TRACKS:
+        raise Skip(f"container {name}: label {TRACK_LABEL}={track!r} is not stable or canary")
+    return Instance(
+        app=app,
+        node=node,
+        task=task,
+        addr=address,
+        port=host_port,
+        version=str(labels.get(VERSION_LABEL, "")),
+        track=track,
+        container=name,
+    )
+
+
+def owned(entries: dict, prefix: str, node: str) -> dict:
+    """The entries of a recurse read of <prefix>instances/ that belong to node: keys instances/<app>/<node>/<task>."""
+    base = f"{prefix}instances/"
+    mine = {}
+    for key, entry in entries.items():
+        if not key.startswith(base):
+            continue
+        parts = key[len(base) :].split("/")
+        if len(parts) == 3 and parts[1] == node:
+            mine[key] = entry
+    return mine
+
+
+def _same(value: bytes, document: dict) -> bool:
+    try:
+        return json.loads(value) == document
+    except ValueError:
+        return False
+
+
+@dataclass
+class Plan:
+    puts: list = field(default_factory=list)  # keys to (re)write under our session
+    deletes: list = field(default_factory=list)  # keys we own that nothing runs for
+
+    def __bool__(self) -> bool:
+        return bool(self.puts or self.deletes)
+
+
+def plan(desired: dict, current: dict, session: str) -> Plan:
+    """What to change so that current (key -> (value, session)) matches desired (key -> Instance).
+
+    A key is written when missing, when its value differs, or when it is not held by our session; a key
+    of ours that nothing runs for is deleted.
+    """
+    result = Plan()
+    for key in sorted(desired):
+        found = current.get(key)
+        if found is None or found[1] != session or not _same(found[0], desired[key].document()):
+            result.puts.append(key)
+    result.deletes = sorted(key for key in current if key not in desired)
+    return result

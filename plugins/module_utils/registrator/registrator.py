@@ -1,0 +1,410 @@
+# Copyright: Contributors to the Dockyard project
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The registrator's loop: one Consul session per node, Docker events, periodic resync, back-off.
+
+Three threads, one writer:
+- the session keeper creates the node's session (TTL = session_ttl / 2,
+  Behavior delete, LockDelay 0s, default node checks) and renews it every
+  third of its TTL; when Consul says the session is gone it creates a new one
+  and asks for a resync;
+- the event follower reads the engine's event stream and queues each event;
+  when the stream breaks (the engine restarted) it reconnects with back-off and
+  asks for a resync;
+- the main loop (the only one that writes keys) handles the queued events in
+  order and resyncs when asked to and every resync_interval.
+
+On kill, stop and die an instance is deleted at once: kill comes first when
+Docker or Swarm stops a task, so routers drop the instance before the
+container goes. A kill with a signal apps use for control (HUP, USR1, USR2,
+WINCH) is not a stop; if it kills the container, its die event follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import random
+import signal
+import threading
+import time
+
+from . import instances, logs
+from .config import go_duration
+from .consul import ConsulClient, ConsulError
+from .docker_source import DockerError, DockerSource
+
+CONTROL_SIGNALS = frozenset(str(int(getattr(signal, name))) for name in ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"))
+WITHDRAW_ACTIONS = ("kill", "stop", "die")
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rand=random.random) -> float:
+    """Delay before retry number `attempt` (1-based): exponential, capped, jittered into [d/2, d]."""
+    delay = min(cap, base * (2 ** min(attempt - 1, 32)))
+    return delay / 2 + rand() * delay / 2
+
+
+class Registrator:
+    def __init__(self, config, client=None, docker_source=None, event_source=None):
+        self.config = config
+        self.client = client or ConsulClient(config.consul)
+        # Two connections: the event stream blocks one of them for good.
+        self.docker = docker_source or DockerSource(config.docker_url)
+        self.event_docker = event_source or DockerSource(config.docker_url)
+        self.queue = queue.Queue()
+        self.session = None
+        self.registered = {}  # container ID -> key written under our session
+        self.stopping = set()  # IDs of containers told to stop: not registered again until they start
+        self._reported = set()  # (container ID, message) already logged as errors
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._stream = None
+        self._threads = []
+        self.resync_due = math.inf  # asked for by the keeper (session ready) and the follower (stream open)
+        self.resync_failures = 0
+        self.resyncs = 0
+
+    # -- control -----------------------------------------------------------------------
+    def stop(self) -> None:
+        """Asks the loop to end (safe from a signal handler); run() then destroys the session and returns."""
+        self._stop.set()
+        self.queue.put(None)
+
+    @property
+    def stopping_now(self) -> bool:
+        return self._stop.is_set()
+
+    def request_resync(self, reason: str) -> None:
+        self.queue.put(("resync", reason))
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(attempt, self.config.backoff, self.config.max_backoff)
+
+    # -- the session keeper ------------------------------------------------------------
+    def _keep_session(self) -> None:
+        config = self.config
+        ttl = go_duration(config.consul_ttl)
+        failures = 0
+        first = True
+        while not self._stop.is_set():
+            wait = config.renew_interval
+            try:
+                if self.session is None:
+                    session = self.client.session_create(config.session_name, ttl)
+                    if first:
+                        self._replace_predecessors(session)
+                        first = False
+                    with self._lock:
+                        self.session = session
+                    logs.event(logging.INFO, "session created", session=session, ttl=ttl, node=config.node)
+                    self.request_resync("session created")
+                elif not self.client.session_renew(self.session):
+                    logs.event(
+                        logging.WARNING,
+                        "session invalidated, its instances are gone; creating a new one",
+                        session=self.session,
+                    )
+                    with self._lock:
+                        self.session = None
+                    wait = 0
+                if failures:
+                    logs.event(logging.INFO, "consul answers again", after_failures=failures)
+                failures = 0
+            except ConsulError as error:
+                failures += 1
+                wait = self._backoff(failures)
+                level = logging.ERROR if error.status in (401, 403) else logging.WARNING
+                logs.event(
+                    level,
+                    "session renewal failed, retrying" if self.session else "session creation failed, retrying",
+                    attempt=failures,
+                    retry_in=f"{wait:.2f}s",
+                    error=error,
+                )
+            self._stop.wait(wait)
+
+    def _replace_predecessors(self, session: str) -> None:
+        """Destroys sessions of an earlier run on this node (a crash or a hard kill), so their keys go now."""
+        try:
+            found = self.client.session_list()
+        except ConsulError as error:
+            logs.event(logging.WARNING, "cannot list sessions to replace an earlier run's", error=error)
+            return
+        for entry in found:
+            if entry.get("Name") == self.config.session_name and entry.get("ID") != session:
+                try:
+                    self.client.session_destroy(entry["ID"])
+                    logs.event(logging.INFO, "destroyed the session of an earlier run", session=entry["ID"])
+                except ConsulError as error:
+                    logs.event(
+                        logging.WARNING, "cannot destroy an earlier run's session", session=entry["ID"], error=error
+                    )
+
+    # -- the event follower ------------------------------------------------------------
+    def _follow_events(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                stream = self.event_docker.events()
+            except DockerError as error:
+                failures += 1
+                delay = self._backoff(failures)
+                logs.event(
+                    logging.WARNING, "docker engine unreachable, retrying", retry_in=f"{delay:.2f}s", error=error
+                )
+                self._stop.wait(delay)
+                continue
+            self._stream = stream
+            if self._stop.is_set():
+                break
+            if failures:
+                logs.event(logging.INFO, "docker engine answers again", after_failures=failures)
+            failures = 0
+            # The stream is open before the resync starts, so no event falls between the two.
+            self.request_resync("event stream open")
+            try:
+                for event in stream:
+                    self.queue.put(("event", event))
+            except Exception as error:  # the SDK raises requests/urllib3/socket errors when the engine goes
+                if not self._stop.is_set():
+                    logs.event(logging.WARNING, "docker event stream broke", error=error)
+            self._stream = None
+            self.event_docker.reset()
+            if not self._stop.is_set():
+                failures += 1
+                delay = self._backoff(failures)
+                logs.event(logging.WARNING, "docker event stream ended, reconnecting", retry_in=f"{delay:.2f}s")
+                self._stop.wait(delay)
+
+    # -- instances ---------------------------------------------------------------------
+    def _instance(self, attrs: dict):
+        """The container's instance, or None (not an app task, or skipped with one logged error)."""
+        try:
+            return instances.instance_from(attrs, self.config.node, self.config.address)
+        except instances.Skip as skip:
+            mark = (attrs.get("Id"), str(skip))
+            level = logging.DEBUG if mark in self._reported else logging.ERROR
+            self._reported.add(mark)
+            logs.event(level, "container skipped", reason=skip)
+            return None
+
+    def _put(self, container_id: str, instance) -> str:
+        """Writes one instance under our session: written, held (by another session), denied, failed or idle."""
+        session = self.session
+        if session is None:
+            return "idle"  # the keeper resyncs once it has a session
+        key = instance.key(self.config.kv_prefix)
+        try:
+            acquired = self.client.kv_acquire(key, instance.value(), session)
+        except ConsulError as error:
+            if error.status is not None and 400 <= error.status < 500:
+                logs.event(logging.ERROR, "cannot write instance", key=key, container=instance.container, error=error)
+                return "denied"
+            logs.event(logging.WARNING, "cannot write instance, will resync", key=key, error=error)
+            return "failed"
+        if not acquired:
+            logs.event(logging.WARNING, "instance key held by another session, not written", key=key)
+            return "held"
+        self.registered[container_id] = key
+        logs.event(
+            logging.INFO,
+            "registered",
+            key=key,
+            container=instance.container,
+            port=instance.port,
+            version=instance.version,
+            track=instance.track,
+        )
+        return "written"
+
+    def _delete(self, key: str, reason: str) -> str:
+        try:
+            self.client.kv_delete(key)
+        except ConsulError as error:
+            if error.status is not None and 400 <= error.status < 500:
+                logs.event(logging.ERROR, "cannot delete instance", key=key, error=error)
+                return "denied"
+            logs.event(logging.WARNING, "cannot delete instance, will resync", key=key, error=error)
+            return "failed"
+        logs.event(logging.INFO, "deregistered", key=key, reason=reason)
+        return "deleted"
+
+    def _retry_soon(self) -> None:
+        self.resync_due = min(self.resync_due, time.monotonic() + self._backoff(self.resync_failures + 1))
+
+    # -- events ------------------------------------------------------------------------
+    def handle_event(self, event: dict) -> None:
+        action = event.get("Action") or event.get("status") or ""
+        actor = event.get("Actor") or {}
+        container_id = event.get("id") or actor.get("ID") or ""
+        attributes = actor.get("Attributes") or {}
+        if not container_id or not instances.is_app(attributes):
+            return
+        if action == "kill" and attributes.get("signal") in CONTROL_SIGNALS:
+            logs.event(logging.DEBUG, "control signal, instance kept", container=container_id[:12])
+            return
+        if action in WITHDRAW_ACTIONS:
+            if action == "die":
+                self.stopping.discard(container_id)
+            else:
+                self.stopping.add(container_id)
+            self._withdraw(container_id, action)
+        elif action == "start":
+            self.stopping.discard(container_id)
+            self._register(container_id)
+        elif action.startswith("health_status"):
+            status = action.partition(":")[2].strip()
+            if status == "healthy":
+                self._register(container_id)
+            elif status == "unhealthy":
+                self._withdraw(container_id, "unhealthy")
+
+    def _withdraw(self, container_id: str, reason: str) -> None:
+        key = self.registered.get(container_id)
+        if key is None:
+            return
+        outcome = self._delete(key, reason)
+        if outcome == "failed":
+            self._retry_soon()
+        else:
+            self.registered.pop(container_id, None)
+
+    def _register(self, container_id: str) -> None:
+        if container_id in self.stopping:
+            return
+        try:
+            attrs = self.docker.inspect(container_id)
+        except DockerError as error:
+            logs.event(
+                logging.WARNING, "cannot inspect container, will resync", container=container_id[:12], error=error
+            )
+            self._retry_soon()
+            return
+        if attrs is None or not instances.serving(attrs):
+            return
+        instance = self._instance(attrs)
+        if instance is not None and self._put(container_id, instance) == "failed":
+            self._retry_soon()
+
+    # -- resync ------------------------------------------------------------------------
+    def resync(self) -> bool:
+        """Makes this node's keys match what runs; False when Docker or Consul could not be asked."""
+        session = self.session
+        if session is None:
+            return False
+        try:
+            running = self.docker.running()
+        except DockerError as error:
+            logs.event(logging.WARNING, "resync failed", error=error)
+            return False
+        desired, owners, running_ids = {}, {}, set()
+        for attrs in running:
+            container_id = attrs.get("Id", "")
+            running_ids.add(container_id)
+            if container_id in self.stopping or not instances.serving(attrs):
+                continue
+            instance = self._instance(attrs)
+            if instance is not None:
+                key = instance.key(self.config.kv_prefix)
+                desired[key], owners[key] = instance, container_id
+        self.stopping &= running_ids
+        self._reported = {mark for mark in self._reported if mark[0] in running_ids}
+        try:
+            current = instances.owned(
+                self.client.kv_recurse(self.config.instances_prefix), self.config.kv_prefix, self.config.node
+            )
+        except ConsulError as error:
+            logs.event(logging.WARNING, "resync failed", error=error)
+            return False
+        plan = instances.plan(desired, current, session)
+        self.registered = {owners[key]: key for key in desired if key in current and key not in plan.puts}
+        outcomes = []
+        for key in plan.deletes:
+            outcomes.append(self._delete(key, "resync: not running here"))
+        for key in plan.puts:
+            outcomes.append(self._put(owners[key], desired[key]))
+        self.resyncs += 1
+        logs.event(
+            logging.INFO if plan else logging.DEBUG,
+            "resynced",
+            running=len(running),
+            desired=len(desired),
+            written=outcomes.count("written"),
+            deleted=outcomes.count("deleted"),
+            errors=len(outcomes) - outcomes.count("written") - outcomes.count("deleted"),
+        )
+        return "failed" not in outcomes
+
+    def _resync_now(self) -> None:
+        if self.session is None:
+            self.resync_due = math.inf  # the keeper asks again once it has a session
+            return
+        if self.resync():
+            self.resync_failures = 0
+            self.resync_due = time.monotonic() + self.config.resync_interval
+        else:
+            self.resync_failures += 1
+            self.resync_due = time.monotonic() + self._backoff(self.resync_failures)
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> None:
+        """The daemon: returns after stop(), once the session is destroyed (so every instance goes at once)."""
+        config = self.config
+        logs.event(
+            logging.INFO,
+            "registrator started",
+            node=config.node,
+            address=config.address,
+            consul=config.consul.base_url,
+            docker=config.docker_url,
+            session_ttl=f"{config.session_ttl:g}s",
+        )
+        for target, name in ((self._keep_session, "session keeper"), (self._follow_events, "docker events")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        try:
+            while not self._stop.is_set():
+                timeout = min(1.0, max(0.0, self.resync_due - time.monotonic()))
+                try:
+                    item = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
+                except queue.Empty:
+                    item = None
+                if self._stop.is_set():
+                    break
+                if item is not None:
+                    kind, payload = item
+                    if kind == "event":
+                        self.handle_event(payload)
+                    else:
+                        logs.event(logging.DEBUG, "resync requested", reason=payload)
+                        self.resync_due = time.monotonic()
+                if time.monotonic() >= self.resync_due:
+                    self._resync_now()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        stream = self._stream
+        if stream is not None:
+            # A stream of a dead engine may fail to close; it is abandoned anyway.
+            with contextlib.suppress(Exception):
+                stream.close()
+        for thread in self._threads:
+            if thread.name == "session keeper":
+                thread.join(self.config.consul.timeout + 1)
+        session = self.session
+        if session is not None:
+            try:
+                self.client.session_destroy(session, timeout=5)
+                logs.event(logging.INFO, "session destroyed, this node's instances withdrawn", session=session)
+            except ConsulError as error:
+                logs.event(
+                    logging.WARNING,
+                    "cannot destroy the session; its instances go within session_ttl",
+                    session=session,
+                    error=error,
+                )
+            self.session = None
+        logs.event(logging.INFO, "registrator stopped")

@@ -1,0 +1,111 @@
+"""Fixtures for the registrator's integration tests: the machine's Docker engine, labelled containers, the daemon."""
+
+import contextlib
+import subprocess
+import sys
+import uuid
+
+import pytest
+from registrator_helpers import NAME_PREFIX, ROOT, Daemon, Kv
+
+docker = pytest.importorskip("docker")
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The machine's Docker engine; the Docker tests are skipped only when none answers (CI runs `make engine`)."""
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as error:
+        pytest.skip(f"no Docker engine answers ({error}); run `make engine`")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def image(docker_client):
+    """The lab base image (built locally by `make base-image`; nothing can be pulled here)."""
+    tag = subprocess.run(
+        ["bash", str(ROOT / "lab" / "base-image" / "build.sh"), "--print-image"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        docker_client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"the lab base image {tag} does not exist: run `make base-image`")
+    return tag
+
+
+@pytest.fixture
+def containers(docker_client, image):
+    """Factory: run(labels, ...) starts `sleep infinity` with 8080 published; every one is removed afterwards."""
+    started = []
+
+    def run(labels=None, publish=True, healthcheck=None, **options):
+        container = docker_client.containers.run(
+            image,
+            ["sleep", "infinity"],
+            detach=True,
+            name=f"{NAME_PREFIX}{uuid.uuid4().hex[:10]}",
+            labels=labels or {},
+            ports={"8080/tcp": None} if publish else {},
+            healthcheck=healthcheck,
+            **options,
+        )
+        started.append(container)
+        return container
+
+    yield run
+    for container in started:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+@pytest.fixture
+def names():
+    """A node name and key prefix of the test's own, so tests sharing one Consul never see each other's keys."""
+    tag = uuid.uuid4().hex[:8]
+    return {"node": f"node-{tag}", "kv_prefix": f"test-{tag}/"}
+
+
+@pytest.fixture
+def registrator(tmp_path, names, request):
+    """Factory: registrator(agent, **settings) -> (Daemon started, Kv); SIGTERMed after the test."""
+    started = []
+
+    def make(agent, token: str = "", start: bool = True, name: str = "registrator", **settings):
+        consul = {"address": agent.address}
+        if token:
+            consul["token"] = token
+        config = {
+            "consul": consul,
+            "node": names["node"],
+            "address": "192.0.2.10",
+            "kv_prefix": names["kv_prefix"],
+            "session_ttl": "20s",
+            "resync_interval": "30s",
+            "log_level": "debug",
+            **settings,
+        }
+        daemon = Daemon(tmp_path, config, name)
+        if start:
+            daemon.start()
+            started.append(daemon)
+        return daemon, Kv(agent, names["kv_prefix"], names["node"])
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for daemon in started:
+        daemon.stop()
+        if failed:
+            sys.stderr.write(f"--- registrator log {daemon.log_path}\n{daemon.log()[-6000:]}\n")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)

@@ -1,0 +1,146 @@
+"""Helpers for the registrator's integration tests: the real daemon as a process, Consul reads, waits."""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+ROOT = Path(__file__).parents[3]
+COLLECTIONS = ROOT / ".cache" / "collections"
+CLI = "ansible_collections.dockyard.platform.plugins.module_utils.registrator.cli"
+NAME_PREFIX = "dockyard-test-registrator-"
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
+    """Polls predicate until it returns a truthy value; fails the test naming what it waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def timed(predicate, timeout: float, what: str) -> float:
+    """Seconds until predicate holds (fails past timeout)."""
+    started = time.monotonic()
+    wait_for(predicate, timeout, 0.01, what)
+    return time.monotonic() - started
+
+
+class Daemon:
+    """One registrator process with its config and log."""
+
+    def __init__(self, workdir: Path, config: dict, name: str = "registrator"):
+        self.config = config
+        self.config_path = workdir / f"{name}.json"
+        self.config_path.write_text(json.dumps(config))
+        self.log_path = workdir / f"{name}.log"
+        self.env = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
+        self.process = None
+
+    def argv(self, mode: str = "daemon"):
+        return [sys.executable, "-m", CLI, "--config", str(self.config_path), "--mode", mode]
+
+    def start(self):
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def run(self, mode: str, timeout: float = 30):
+        return subprocess.run(
+            self.argv(mode), capture_output=True, text=True, env=self.env, timeout=timeout, check=False
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode if self.process else 0
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as when the node or the daemon dies."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def log_lines(self, *words) -> list:
+        return [line for line in self.log().splitlines() if all(word in line for word in words)]
+
+
+class Kv:
+    """Reads of one test's instance keys through a test agent (with its master token when ACLs are on)."""
+
+    def __init__(self, agent, prefix: str, node: str):
+        self.agent = agent
+        self.prefix = prefix
+        self.node = node
+
+    def key(self, app: str, task: str, node: str | None = None) -> str:
+        return f"{self.prefix}instances/{app}/{node or self.node}/{task}"
+
+    def entry(self, key: str):
+        """The key's entry (Value decoded, Session) or None."""
+        try:
+            found, _headers = self.agent.request("GET", f"/v1/kv/{key}")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+        except OSError:
+            return None
+        entry = found[0]
+        entry["Value"] = json.loads(base64.b64decode(entry["Value"])) if entry.get("Value") else None
+        return entry
+
+    def keys(self) -> list:
+        try:
+            return self.agent.keys(f"{self.prefix}instances/")
+        except OSError:
+            return []
+
+    def sessions(self, node_name: str | None = None) -> list:
+        name = f"dockyard-registrator {node_name or self.node}"
+        found, _headers = self.agent.request("GET", "/v1/session/list")
+        return [session["ID"] for session in found if session.get("Name") == name]
+
+    def session(self) -> str | None:
+        try:
+            found = self.sessions()
+        except OSError:
+            return None
+        return found[0] if len(found) == 1 else None
+
+
+def host_port(container, port: int = 8080) -> int:
+    container.reload()
+    return int(container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"])
+
+
+def task_of(container) -> str:
+    return container.labels.get("com.docker.swarm.task.id") or container.id
+
+
+def app_labels(app="web", port="8080", version="1.0.0", **extra):
+    """The Dockyard labels of an app task (extra: more labels, for example a track)."""
+    labels = {"org.dockyard.app": app, "org.dockyard.port": port, "org.dockyard.version": version}
+    labels.update(extra)
+    return labels

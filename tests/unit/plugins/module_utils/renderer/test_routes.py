@@ -1,0 +1,215 @@
+"""The route model: strict validation naming app and field, weights, conflicts, bad instances."""
+
+import json
+from fractions import Fraction
+
+import pytest
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer import routes
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer.routes import (
+    RouteError,
+    parse_route,
+    routing_table,
+    share_of_canaries,
+    track_weights,
+)
+
+
+def instance(addr="10.0.0.1", port=8080, track="stable", **extra):
+    return json.dumps({"addr": addr, "port": port, "version": "v1", "track": track, **extra})
+
+
+# -- parse_route ----------------------------------------------------------------------
+def test_a_full_route_parses_with_its_defaults_filled():
+    route = parse_route(
+        "shop",
+        json.dumps(
+            {
+                "hosts": ["Shop.Example.com", "shop.example.com."],
+                "service_port": 31000,
+                "balance": "leastconn",
+                "health": {"path": "/healthz", "expect_status": 204, "interval": "500ms"},
+                "canary_weight": 10,
+                "sticky": True,
+            }
+        ),
+    )
+    assert route.hosts == ("shop.example.com",)
+    assert route.service_port == 31000 and route.balance == "leastconn" and route.sticky
+    assert route.health == routes.Health("/healthz", 204, 500)
+    minimal = parse_route("api", '{"service_port": 31001}')
+    assert minimal.balance == "roundrobin" and minimal.health.path is None and minimal.canary_weight is None
+    assert minimal.sticky is False and minimal.hosts == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{not json", "route web: invalid JSON"),
+        ("[1, 2]", "route web: expected a JSON object, got list"),
+        ({"hosts": ["a.test"], "helth": {}}, "route web: unknown key(s) helth"),
+        ({}, "route web: needs hosts or service_port"),
+        ({"hosts": []}, "route web: needs hosts or service_port"),
+        ({"hosts": "a.test"}, "route web: hosts: expected a list of DNS names"),
+        ({"hosts": ["a b.test"]}, "route web: hosts[0]: 'a b.test' is not a DNS name"),
+        ({"hosts": ["ok.test", "-bad.test"]}, "route web: hosts[1]"),
+        ({"hosts": ["a.test"], "service_port": 0}, "route web: service_port: expected a port number 1-65535, got 0"),
+        ({"service_port": 70000}, "route web: service_port: expected a port number 1-65535, got 70000"),
+        ({"service_port": "80"}, "route web: service_port: expected a port number"),
+        ({"service_port": True}, "route web: service_port: expected a port number"),
+        ({"service_port": 8404}, "route web: service_port: 8404 is one of the router's own ports"),
+        ({"service_port": 1, "balance": "random"}, "route web: balance: expected one of roundrobin, leastconn, source"),
+        ({"service_port": 1, "health": {"path": "health"}}, "route web: health.path: expected a path starting with /"),
+        ({"service_port": 1, "health": {"path": "/a b"}}, "route web: health.path"),
+        ({"service_port": 1, "health": {"path": "/a#b"}}, "route web: health.path"),
+        ({"service_port": 1, "health": {"path": "/", "expect_status": 99}}, "route web: health.expect_status"),
+        ({"service_port": 1, "health": {"path": "/", "expect_status": 600}}, "route web: health.expect_status"),
+        ({"service_port": 1, "health": {"expect_status": 200}}, "route web: health.expect_status: needs health.path"),
+        ({"service_port": 1, "health": {"path": "/", "interval": "50ms"}}, "route web: health.interval: must lie"),
+        ({"service_port": 1, "health": {"path": "/", "interval": "2h"}}, "route web: health.interval: must lie"),
+        ({"service_port": 1, "health": {"path": "/", "interval": 2}}, "route web: health.interval: expected a dur"),
+        ({"service_port": 1, "health": {"path": "/", "timeout": "1s"}}, "route web: health: unknown key(s) timeout"),
+        ({"service_port": 1, "health": "/health"}, "route web: health: expected an object"),
+        ({"service_port": 1, "canary_weight": 101}, "route web: canary_weight: expected a percentage 0-100"),
+        ({"service_port": 1, "canary_weight": 12.5}, "route web: canary_weight: expected a percentage 0-100"),
+        ({"service_port": 1, "sticky": "yes"}, "route web: sticky: expected true or false"),
+    ],
+)
+def test_an_invalid_route_names_the_app_and_the_field(spec, message):
+    text = spec if isinstance(spec, str) else json.dumps(spec)
+    with pytest.raises(RouteError) as caught:
+        parse_route("web", text, reserved_ports=(80, 443, 8404))
+    assert message in str(caught.value)
+
+
+def test_app_names_are_checked():
+    with pytest.raises(RouteError, match="app name"):
+        parse_route("bad name", '{"service_port": 1}')
+
+
+# -- weights --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("stable", "canary", "percent"),
+    [
+        *[(1, 1, 10), (2, 1, 10), (3, 1, 25), (5, 2, 33), (7, 3, 1), (10, 1, 5), (1, 9, 1), (1, 9, 50)],
+        *[(50, 3, 67), (3, 2, 99), (4, 4, 90), (2, 5, 50), (1, 1, 99), (9, 1, 99), (200, 1, 1)],
+    ],
+)
+def test_canaries_get_their_share_as_exactly_as_integer_weights_allow(stable, canary, percent):
+    stable_weight, canary_weight = track_weights(percent, stable, canary)
+    assert 1 <= stable_weight <= 256 and 1 <= canary_weight <= 256, "a nonzero share never weighs 0"
+    error = abs(share_of_canaries(stable_weight, canary_weight, stable, canary) - Fraction(percent, 100))
+    # No other pair of per-track weights comes closer (brute force over all of them).
+    target = percent / 100
+    best = min(abs(c * canary / (s * stable + c * canary) - target) for s in range(1, 257) for c in range(1, 257))
+    assert float(error) <= best + 1e-12
+
+
+@pytest.mark.parametrize(("stable", "canary", "percent"), [(2, 1, 10), (1, 1, 50), (3, 1, 25), (9, 1, 10), (4, 2, 5)])
+def test_common_splits_are_exact(stable, canary, percent):
+    weights = track_weights(percent, stable, canary)
+    assert share_of_canaries(*weights, stable, canary) == Fraction(percent, 100)
+
+
+def test_weights_at_the_edges_and_without_a_split():
+    assert track_weights(0, 3, 1) == (100, 0), "p=0: canaries stay but get no new traffic"
+    assert track_weights(100, 3, 1) == (0, 100), "p=100: stable servers get no new traffic"
+    assert track_weights(None, 3, 1) == (100, 100)
+    assert track_weights(10, 0, 2) == (100, 100), "only canaries: the split does not apply"
+    assert track_weights(10, 2, 0) == (100, 100)
+    assert track_weights(10, 2, 1) == (9, 2)
+
+
+# -- the table ------------------------------------------------------------------------
+def test_routing_table_builds_backends_with_servers_and_weights():
+    table = routing_table(
+        [("web", json.dumps({"hosts": ["web.test"], "canary_weight": 10})), ("api", '{"service_port": 31000}')],
+        [
+            ("web/node-1/task1", instance(port=1)),
+            ("web/node-2/task2", instance(port=2)),
+            ("web/node-3/task3", instance(port=3, track="canary")),
+            ("api/node 1/t:9", instance(addr="fd00::1", port=4)),
+            ("ghost/node-1/t", instance()),  # no route: ignored
+        ],
+        default_interval="2s",
+    )
+    assert table.errors == []
+    assert [backend.name for backend in table.apps] == ["app_api", "app_web"]
+    api, web = table.apps
+    assert [(s.name, s.address, s.weight) for s in api.servers] == [("node_1-t:9", "[fd00::1]:4", 100)]
+    assert api.interval_ms == 2000
+    assert [(s.name, s.weight) for s in web.servers] == [("node-1-task1", 9), ("node-2-task2", 9), ("node-3-task3", 2)]
+    assert table.hosts == [("web.test", web)]
+    assert table.service_ports == [(31000, api)]
+
+
+def test_entries_from_tree_objects_are_accepted():
+    class Entry:
+        def __init__(self, key, value):
+            self.key, self.value = key, value
+
+    table = routing_table([Entry("web", '{"hosts": ["web.test"]}')], [Entry("web/n/t", instance())])
+    assert table.apps[0].servers[0].name == "n-t"
+
+
+def test_a_later_route_claiming_a_host_or_port_is_skipped_naming_both():
+    table = routing_table(
+        [
+            ("alpha", '{"hosts": ["shared.test"], "service_port": 31000}'),
+            ("beta", '{"hosts": ["other.test", "shared.test"]}'),
+            ("gamma", '{"service_port": 31000}'),
+            ("delta", '{"hosts": ["other.test"]}'),
+        ],
+        [],
+    )
+    assert [backend.app for backend in table.apps] == ["alpha", "delta"]
+    assert table.errors == [
+        "route beta: skipped, it claims host shared.test (taken by route alpha)",
+        "route gamma: skipped, it claims service_port 31000 (taken by route alpha)",
+    ]
+
+
+def test_bad_routes_are_skipped_and_the_rest_kept():
+    table = routing_table([("a", "{"), ("b", '{"hosts": ["b.test"]}'), ("c", '{"service_port": 99999}')], [])
+    assert [backend.app for backend in table.apps] == ["b"]
+    assert len(table.errors) == 2
+    assert table.errors[0].startswith("route a: invalid JSON")
+    assert table.errors[1].startswith("route c: service_port")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("web/n/bad", "{", "instance web/n/bad: invalid JSON"),
+        ("web/n/bad", "[]", "instance web/n/bad: expected a JSON object"),
+        ("web/n/bad", '{"port": 80}', "instance web/n/bad: addr: expected an IP address"),
+        ("web/n/bad", '{"addr": "host.test", "port": 80}', "instance web/n/bad: addr: 'host.test' is not an IP"),
+        ("web/n/bad", '{"addr": "10.0.0.1", "port": 0}', "instance web/n/bad: port: expected a port number"),
+        ("web/n/bad", '{"addr": "10.0.0.1", "port": "80"}', "instance web/n/bad: port"),
+        ("web/n/bad", '{"addr": "10.0.0.1", "port": 80, "track": "beta"}', "instance web/n/bad: track"),
+        ("web/n/bad", '{"addr": "10.0.0.1", "port": 80, "version": 2}', "instance web/n/bad: version"),
+        ("web/bad", instance(), "instance web/bad: expected a key <app>/<node>/<task>"),
+    ],
+)
+def test_bad_instances_are_skipped_with_an_error_and_the_backend_stays(key, value, message):
+    table = routing_table([("web", '{"hosts": ["web.test"]}')], [(key, value), ("web/n/good", instance())])
+    assert len(table.errors) == 1 and message in table.errors[0], table.errors
+    assert [server.name for server in table.apps[0].servers] == ["n-good"]
+
+
+def test_an_app_without_valid_instances_keeps_its_backend():
+    table = routing_table([("web", '{"hosts": ["web.test"]}')], [("web/n/t", "{")])
+    assert table.apps[0].name == "app_web" and table.apps[0].servers == []
+
+
+def test_server_names_are_sanitised_unique_and_contain_the_task():
+    table = routing_table(
+        [("web", '{"hosts": ["web.test"]}')],
+        [("web/a b/x", instance(port=1)), ("web/a_b/x", instance(port=2)), ("web/n/TASKID123", instance(port=3))],
+    )
+    names = [server.name for server in table.apps[0].servers]
+    assert names == ["a_b-x", "a_b-x-2", "n-TASKID123"]
+
+
+def test_the_default_interval_is_validated():
+    with pytest.raises(RouteError, match="default health interval"):
+        routing_table([], [], default_interval="fast")
