@@ -154,7 +154,7 @@ def app(host, addresses):
 def test_app_answers_on_every_node_by_host_header_and_service_port(app):
     answered_by = set()
     for name, address in app.items():
-        for _ in range(6):
+        for _round in range(6):
             status, body = get(address)
             assert status == 200, f"{name} by Host header: {status} {body}"
             answered_by.add(body.strip())
@@ -164,7 +164,7 @@ def test_app_answers_on_every_node_by_host_header_and_service_port(app):
 
 
 def test_unknown_host_header_is_not_routed_to_the_app(app):
-    status, _ = get(app["manager1"], host_header="nobody.dockyard.test")
+    status, _body = get(app["manager1"], host_header="nobody.dockyard.test")
     assert status in (404, 503)
 
 
@@ -249,7 +249,7 @@ def test_200_reloads_at_two_per_second_fail_no_request(app):
     def load():
         while not done.is_set():
             try:
-                status, _ = get(address)
+                status, _body = get(address)
                 result = None if status == 200 else f"HTTP {status}"
             except OSError as error:
                 result = f"{type(error).__name__}: {error}"
@@ -266,7 +266,7 @@ def test_200_reloads_at_two_per_second_fail_no_request(app):
             node_exec("manager1", "systemctl reload haproxy")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
-        clients = [pool.submit(load) for _ in range(4)]
+        clients = [pool.submit(load) for _client in range(4)]
         try:
             pool.submit(reload_loop).result()
         finally:

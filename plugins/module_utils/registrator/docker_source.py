@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import contextlib
 
-import docker
-import docker.errors
+try:
+    import docker
+    import docker.errors
+
+    DOCKER_IMPORT_ERROR = None
+except ImportError as _error:  # pragma: no cover - targets install python3-docker
+    docker = None
+    DOCKER_IMPORT_ERROR = _error
 
 from .instances import APP_LABEL
 
@@ -33,6 +39,10 @@ class DockerSource:
     @property
     def client(self):
         if self._client is None:
+            if docker is None:
+                raise DockerError(
+                    f"the registrator needs the Docker SDK (Debian package python3-docker): {DOCKER_IMPORT_ERROR}"
+                )
             try:
                 self._client = docker.DockerClient(base_url=self.url, version="auto", timeout=self.timeout)
             except docker.errors.DockerException as error:

@@ -298,7 +298,7 @@ def track_weights(canary_weight, stable_count: int, canary_count: int) -> tuple:
     best = None
     for stable in range(1, MAX_WEIGHT + 1):
         ideal = ratio * stable
-        for canary in {int(ideal), int(ideal) + 1}:
+        for canary in (int(ideal), int(ideal) + 1):
             canary = min(max(canary, 1), MAX_WEIGHT)
             share = Fraction(canary * canary_count, stable * stable_count + canary * canary_count)
             error = abs(share - target)

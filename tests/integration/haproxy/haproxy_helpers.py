@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from support.consul_agent import free_port
+from support.waiting import wait_for
 
 ROOT = Path(__file__).parents[3]
 ROLE = ROOT / "roles" / "haproxy"
@@ -37,17 +38,6 @@ RENDER_PLAYBOOK = """
         dest: "{{ dest }}"
         mode: "0644"
 """
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def haproxy_binary() -> str:
@@ -139,7 +129,7 @@ class Router:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(lambda: self.management_up(), 10, what="HAProxy's management port")
+        wait_for(self.management_up, 10, what="HAProxy's management port")
 
     def renderer_config(self) -> dict:
         return {
@@ -170,7 +160,7 @@ class Router:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        wait_for(lambda: self._settled(), 20, what="the renderer's first render")
+        wait_for(self._settled, 20, what="the renderer's first render")
 
     def start(self) -> Router:
         self.render_templates()
@@ -312,7 +302,7 @@ def request(port: int, host: str | None = None, path: str = "/", timeout: float 
             if not chunk:
                 break
             data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _separator, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1."):
         raise ConnectionError(f"no HTTP response: {data[:200]!r}")
     return int(head.split(b" ", 2)[1]), body.decode(errors="replace")
@@ -328,7 +318,7 @@ class Load:
         self.bodies = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self._workers = [threading.Thread(target=self._run, daemon=True) for _number in range(threads)]
 
     def _run(self):
         while not self._stop.is_set():

@@ -103,7 +103,7 @@ def test_canary_weight_splits_new_traffic(router, backends):
     assert weights == {"node1-s1": 9, "node2-s2": 9, "node3-c1": 2}, weights
 
     counts = {}
-    for _ in range(400):
+    for _request in range(400):
         status, body = request(proxy.http_port, "shop.test")
         assert status == 200
         counts[body] = counts.get(body, 0) + 1
@@ -114,6 +114,6 @@ def test_canary_weight_splits_new_traffic(router, backends):
     proxy.wait_rendered(lambda text: f"server node3-c1 127.0.0.1:{canary.port} weight 0" in text)
     wait_for(lambda: proxy.servers("app_shop")["node3-c1"]["weight"] == "0", 10, what="canary weight 0")
     before = canary.hits
-    for _ in range(50):
+    for _request in range(50):
         assert request(proxy.http_port, "shop.test")[0] == 200
     assert canary.hits == before, "a canary of weight 0 gets no new traffic"

@@ -10,22 +10,12 @@ import time
 import urllib.error
 from pathlib import Path
 
+from support.waiting import wait_for
+
 ROOT = Path(__file__).parents[3]
 COLLECTIONS = ROOT / ".cache" / "collections"
 CLI = "ansible_collections.dockyard.platform.plugins.module_utils.registrator.cli"
 NAME_PREFIX = "dockyard-test-registrator-"
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
-    """Polls predicate until it returns a truthy value; fails the test naming what it waited for."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def timed(predicate, timeout: float, what: str) -> float:

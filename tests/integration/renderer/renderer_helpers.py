@@ -5,27 +5,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from support.consul_agent import free_port
+from support.waiting import wait_for
 
 ROOT = Path(__file__).parents[3]
 COLLECTIONS = ROOT / ".cache" / "collections"
 CLI = "ansible_collections.dockyard.platform.plugins.module_utils.renderer.cli"
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
-    """Polls predicate until it returns a truthy value; fails the test naming what it waited for."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Renderer:
