@@ -34,8 +34,9 @@ def test_reloads_at_two_per_second_lose_no_request(router, backends):
     with Load(proxy.http_port, "web.test", threads=4) as load:
         changes = 0
         # Each change alters the weights (21, 20, 21, ...: the first differs from the initial 20), so each gives
-        # one render and one reload; a change every 0.5 s until RELOADS renders (a slow render may merge two).
-        while proxy.status()["render_count"] - renders_before < RELOADS and changes < RELOADS * 1.2:
+        # one render and one reload; a change every 0.5 s until RELOADS renders (on a busy machine a slow render
+        # merges two changes, so it may take more changes than renders).
+        while proxy.status()["render_count"] - renders_before < RELOADS and changes < RELOADS * 2:
             weight = 21 - changes % 2
             proxy.put_route("web", {"hosts": ["web.test"], "health": {"path": "/health"}, "canary_weight": weight})
             changes += 1
