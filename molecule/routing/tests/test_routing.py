@@ -234,6 +234,18 @@ def test_hung_registrator_instances_expire_within_the_session_ttl(app):
         wait_until(lambda a=address: agent2_servers(a), 30, step=0.5, what="agent2's instances back after thaw")
 
 
+def wait_until_stable(read, timeout=10):
+    """The value once two reads a second apart agree (journald may lag behind the last reload)."""
+    value = read()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        value, previous = read(), value
+        if value == previous:
+            break
+    return value
+
+
 def workers_forked(name):
     """How many workers the HAProxy master has forked: one at start, one per reload."""
     return int(node_exec(name, "journalctl --unit haproxy --output cat | grep -c 'New worker'", check=False).stdout)
@@ -273,6 +285,9 @@ def test_200_reloads_at_two_per_second_fail_no_request(app):
             done.set()
         for client in clients:
             client.result()
-    assert workers_forked("manager1") - before >= 200
     assert outcomes["failed"] == [], f"{len(outcomes['failed'])} failed of {outcomes['ok']}: {outcomes['failed'][:5]}"
     assert outcomes["ok"] > 1000
+    # Every `systemctl reload` succeeded (node_exec checks). A SIGUSR2 that reaches the master while it is still
+    # re-executing for the previous one is merged into it, so a few reloads may fork no worker of their own.
+    forked = wait_until_stable(lambda: workers_forked("manager1") - before)
+    assert forked >= 195, f"HAProxy forked {forked} workers for 200 reloads"
