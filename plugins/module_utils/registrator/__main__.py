@@ -1,6 +1,6 @@
 # Copyright: Contributors to the Dockyard project
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""python3 -m registrator: the same as python3 -m registrator.cli."""
+"""python3 -m dockyard.registrator: the same as python3 -m dockyard.registrator.cli."""
 
 from __future__ import annotations
 

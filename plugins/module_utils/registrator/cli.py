@@ -1,6 +1,6 @@
 # Copyright: Contributors to the Dockyard project
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The registrator's command line: python3 -m registrator.cli --config FILE [--mode MODE].
+"""The registrator's command line: python3 -m dockyard.registrator.cli --config FILE [--mode MODE].
 
 Modes:
   daemon    keep this node's instances in Consul until SIGTERM/SIGINT, then destroy the session (exit 0)
@@ -16,8 +16,9 @@ import logging
 import signal
 import sys
 
+from ..daemon import logs
 from . import config as configuration
-from . import instances, logs
+from . import instances
 from .docker_source import DockerError, DockerSource
 from .registrator import Registrator
 

@@ -17,37 +17,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..daemon.config import ConfigError, duration
+
 # Consul refuses session TTLs outside [10s, 24h] and may take up to twice the TTL to invalidate a session.
 CONSUL_MIN_TTL = 10.0
 CONSUL_MAX_TTL = 86400.0
 MIN_SESSION_TTL = 2 * CONSUL_MIN_TTL
 MAX_SESSION_TTL = 2 * CONSUL_MAX_TTL
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _KEYS = ("consul", "node", "address", "kv_prefix", "session_ttl", "resync_interval", "docker_url", "log_level")
 _CONSUL_KEYS = ("address", "scheme", "token", "ca_file", "cert_file", "key_file")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the offending setting."""
-
-
-def duration(value: Any, name: str) -> float:
-    """Seconds from a number or a string such as "250ms", "20s", "1m"."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}: expected a duration, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ConfigError(f"{name}: expected a duration such as 20s or 500ms, got {value!r}")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ConfigError(f"{name}: must not be negative")
-    return seconds
 
 
 def safe_segment(value: str) -> bool:

@@ -30,7 +30,8 @@ import signal
 import threading
 import time
 
-from . import instances, logs
+from ..daemon import logs
+from . import instances
 from .config import go_duration
 from .consul import ConsulClient, ConsulError
 from .docker_source import DockerError, DockerSource

@@ -1,6 +1,6 @@
 # Copyright: Contributors to the Dockyard project
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""python3 -m renderer: the same as python3 -m renderer.cli."""
+"""python3 -m dockyard.renderer: the same as python3 -m dockyard.renderer.cli."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from . import logs
+from ..daemon import logs
 
 
 class Child:

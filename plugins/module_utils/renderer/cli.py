@@ -1,6 +1,6 @@
 # Copyright: Contributors to the Dockyard project
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The renderer's command line: python3 -m renderer.cli --config FILE [--mode MODE] [-- CHILD ARGS].
+"""The renderer's command line: python3 -m dockyard.renderer.cli --config FILE [--mode MODE] [-- CHILD ARGS].
 
 Modes:
   daemon    watch Consul and render every template until SIGTERM/SIGINT; SIGHUP reloads the configuration
@@ -18,8 +18,8 @@ import logging
 import signal
 import sys
 
+from ..daemon import logs
 from . import config as configuration
-from . import logs
 from .child import Child
 from .runner import Runner
 from .status import StatusServer

@@ -6,36 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..daemon.config import ConfigError, duration
+
 # Consul caps a blocking query's wait at ten minutes.
 MAX_BLOCK_WAIT = 600.0
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the offending setting."""
-
-
-def duration(value: Any, name: str) -> float:
-    """Seconds from a number or a string such as "250ms", "2s", "5m"."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}: expected a duration, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ConfigError(f"{name}: expected a duration such as 2s or 500ms, got {value!r}")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ConfigError(f"{name}: must not be negative")
-    return seconds
 
 
 def share(value: Any, name: str) -> float | None:

@@ -25,7 +25,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import commands, logs
+from ..daemon import logs
+from . import commands
 from . import render as files
 from . import template as templates
 from .brain import Brain

@@ -18,7 +18,7 @@ import random
 import threading
 import time
 
-from . import logs
+from ..daemon import logs
 from .consul import ConsulError
 
 

@@ -51,7 +51,7 @@ def test_the_runner_logs_skipped_data_once_at_error_level(tmp_path, caplog):
     good = {"web/n1/t1": json.dumps({"addr": "10.0.0.1", "port": 8080})}
     for dependency, data in brain_with({"web": '{"hosts": ["web.test"]}', "bad": "{"}, good)._data.items():
         runner.brain.remember(dependency, data)
-    with caplog.at_level(logging.ERROR, logger="dockyard.renderer"):
+    with caplog.at_level(logging.ERROR, logger="dockyard"):
         assert runner.process(state) == "rendered"
         assert runner.process(state) == "unchanged"
     records = [record for record in caplog.records if record.getMessage() == "template skipped data"]

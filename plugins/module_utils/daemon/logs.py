@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-LOGGER = logging.getLogger("dockyard.renderer")
+LOGGER = logging.getLogger("dockyard")
 
 
 def event(level: int, message: str, **fields) -> None:
