@@ -26,9 +26,10 @@ def router(consul_agent, tmp_path, request):
         instance.stop()
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
-            for name, path in (("renderer", instance.renderer_log), ("haproxy", instance.haproxy_log)):
-                if path.exists():
-                    sys.stderr.write(f"--- {name} log\n{path.read_text()[-5000:]}\n")
+            if instance.renderer is not None:
+                sys.stderr.write(f"--- renderer log\n{instance.renderer.log()[-5000:]}\n")
+            if instance.haproxy_log.exists():
+                sys.stderr.write(f"--- haproxy log\n{instance.haproxy_log.read_text()[-5000:]}\n")
             if instance.live.exists():
                 sys.stderr.write(f"--- live configuration\n{instance.live.read_text()}\n")
 

@@ -17,12 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from support.consul_agent import free_port
+from support.engine_process import RENDERER_CLI, EngineProcess
 from support.waiting import wait_for
 
 ROOT = Path(__file__).parents[3]
 ROLE = ROOT / "roles" / "haproxy"
-COLLECTIONS = ROOT / ".cache" / "collections"
-CLI = "ansible_collections.dockyard.platform.plugins.module_utils.renderer.cli"
 
 RENDER_PLAYBOOK = """
 - name: Render the haproxy role's template as the role does
@@ -107,7 +106,6 @@ class Router:
         self.master_socket = workdir / "master.sock"
         self.haproxy = None
         self.renderer = None
-        self.renderer_log = workdir / "renderer.log"
         self.haproxy_log = workdir / "haproxy.log"
         self.status_port = free_port()
 
@@ -150,16 +148,7 @@ class Router:
         }
 
     def start_renderer(self) -> None:
-        config_path = self.workdir / "renderer.json"
-        config_path.write_text(json.dumps(self.renderer_config()))
-        env = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
-        with self.renderer_log.open("ab") as log:
-            self.renderer = subprocess.Popen(
-                [sys.executable, "-m", CLI, "--config", str(config_path), "--mode", "daemon"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+        self.renderer = EngineProcess(self.workdir, "renderer", RENDERER_CLI, self.renderer_config()).start()
         wait_for(self._settled, 20, what="the renderer's first render")
 
     def start(self) -> Router:
@@ -169,14 +158,15 @@ class Router:
         return self
 
     def stop(self) -> None:
-        for process in (self.renderer, self.haproxy):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        if self.renderer is not None:
+            self.renderer.stop(10)
+        if self.haproxy is not None and self.haproxy.poll() is None:
+            self.haproxy.send_signal(signal.SIGTERM)
+            try:
+                self.haproxy.wait(10)
+            except subprocess.TimeoutExpired:
+                self.haproxy.kill()
+                self.haproxy.wait()
 
     # -- observation ---------------------------------------------------------------
     def status(self) -> dict:

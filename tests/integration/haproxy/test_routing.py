@@ -75,7 +75,7 @@ def test_bad_routes_and_instances_are_skipped_with_a_logged_error(router, backen
     wait_for(lambda: request(proxy.http_port, "zulu.test")[0] == 503, 10, what="zulu's 503")
 
     def logged():
-        log = proxy.renderer_log.read_text()
+        log = proxy.renderer.log()
         return [line for line in log.splitlines() if "level=error" in line and "template=haproxy" in line]
 
     errors = wait_for(lambda: len(logged()) >= 6 and logged(), 10, what="six logged errors")

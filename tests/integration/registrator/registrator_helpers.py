@@ -2,19 +2,14 @@
 
 import base64
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 from pathlib import Path
 
+from support.engine_process import REGISTRATOR_CLI, EngineProcess
 from support.waiting import wait_for
 
 ROOT = Path(__file__).parents[3]
-COLLECTIONS = ROOT / ".cache" / "collections"
-CLI = "ansible_collections.dockyard.platform.plugins.module_utils.registrator.cli"
 NAME_PREFIX = "dockyard-test-registrator-"
 
 
@@ -25,55 +20,11 @@ def timed(predicate, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-class Daemon:
+class Daemon(EngineProcess):
     """One registrator process with its config and log."""
 
     def __init__(self, workdir: Path, config: dict, name: str = "registrator"):
-        self.config = config
-        self.config_path = workdir / f"{name}.json"
-        self.config_path.write_text(json.dumps(config))
-        self.log_path = workdir / f"{name}.log"
-        self.env = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
-        self.process = None
-
-    def argv(self, mode: str = "daemon"):
-        return [sys.executable, "-m", CLI, "--config", str(self.config_path), "--mode", mode]
-
-    def start(self):
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        return self
-
-    def run(self, mode: str, timeout: float = 30):
-        return subprocess.run(
-            self.argv(mode), capture_output=True, text=True, env=self.env, timeout=timeout, check=False
-        )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 15) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode if self.process else 0
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up at all, as when the node or the daemon dies."""
-        if self.alive():
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def log_lines(self, *words) -> list:
-        return [line for line in self.log().splitlines() if all(word in line for word in words)]
+        super().__init__(workdir, name, REGISTRATOR_CLI, config)
 
 
 class Kv:
