@@ -2,9 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A small Consul HTTP client over urllib: sessions and the KV calls the registrator makes.
 
-Its own rather than the renderer's (which only reads): the two engines are
-installed separately on hosts. Token header, TLS with a CA and a client
-certificate, and nothing else.
+Token header, TLS with a CA and a client certificate, and nothing else.
 """
 
 from __future__ import annotations
