@@ -142,11 +142,11 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
 try:
+    from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import ConsulClient, ConsulError
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import config as renderer_config
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import render as renderer_files
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import template as renderer_template
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer.brain import Brain
-    from ansible_collections.dockyard.platform.plugins.module_utils.renderer.consul import ConsulClient, ConsulError
 
     ENGINE_IMPORT_ERROR = None
 except ImportError:

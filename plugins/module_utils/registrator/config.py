@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..daemon.config import ConfigError, duration
+from ..daemon.consul import ConsulSettings
 
 # Consul refuses session TTLs outside [10s, 24h] and may take up to twice the TTL to invalidate a session.
 CONSUL_MIN_TTL = 10.0
@@ -48,21 +49,6 @@ def renew_interval(ttl: float) -> float:
 def go_duration(seconds: float) -> str:
     """A duration in the form Consul parses (Go's time.ParseDuration): "10s", "12.5s"."""
     return f"{seconds:g}s"
-
-
-@dataclass
-class ConsulSettings:
-    address: str = "127.0.0.1:8500"
-    scheme: str = "http"
-    token: str = ""
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    timeout: float = 10.0
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://{self.address}"
 
 
 @dataclass

@@ -31,9 +31,9 @@ import threading
 import time
 
 from ..daemon import logs
+from ..daemon.consul import ConsulClient, ConsulError
 from . import instances
 from .config import go_duration
-from .consul import ConsulClient, ConsulError
 from .docker_source import DockerError, DockerSource
 
 CONTROL_SIGNALS = frozenset(str(int(getattr(signal, name))) for name in ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"))

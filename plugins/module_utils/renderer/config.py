@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..daemon.config import ConfigError, duration
+from ..daemon.consul import ConsulSettings
 
 # Consul caps a blocking query's wait at ten minutes.
 MAX_BLOCK_WAIT = 600.0
@@ -45,25 +46,6 @@ def signal_number(value: Any, name: str) -> int | None:
 
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-@dataclass
-class ConsulSettings:
-    address: str = "127.0.0.1:8500"
-    scheme: str = "http"
-    token: str = ""
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    verify: bool = True
-    timeout: float = 10.0
-
-    @property
-    def base_url(self) -> str:
-        address = self.address
-        if "://" in address:
-            return address.rstrip("/")
-        return f"{self.scheme}://{address}"
 
 
 @dataclass

@@ -10,15 +10,9 @@ one prefix costs one blocking query however many times templates read it.
 from __future__ import annotations
 
 import base64
-import json
-import urllib.parse
 from dataclasses import dataclass
 
-from .consul import ConsulClient, ConsulError
-
-
-def _kv_path(path: str) -> str:
-    return "/v1/kv/" + urllib.parse.quote(path.lstrip("/"), safe="/")
+from ..daemon.consul import ConsulClient, Response, kv_path
 
 
 def _query(index: int, wait: float | None) -> dict:
@@ -46,10 +40,10 @@ class KeyDependency:
         return f"key({self.path})"
 
     def fetch(self, client: ConsulClient, index: int = 0, wait: float | None = None):
-        answer = client.get(_kv_path(self.path), _query(index, wait), _timeout(client, index, wait))
+        answer = client.get(kv_path(self.path), _query(index, wait), _timeout(client, index, wait))
         if answer.status == 404:
             return None, answer.index
-        return _entries(answer.body)[0][1] if answer.body else None, answer.index
+        return _entries(answer)[0][1] if answer.body else None, answer.index
 
 
 @dataclass(frozen=True)
@@ -64,19 +58,15 @@ class PrefixDependency:
     def fetch(self, client: ConsulClient, index: int = 0, wait: float | None = None):
         params = _query(index, wait)
         params["recurse"] = "true"
-        answer = client.get(_kv_path(self.prefix), params, _timeout(client, index, wait))
+        answer = client.get(kv_path(self.prefix), params, _timeout(client, index, wait))
         if answer.status == 404 or not answer.body:
             return (), answer.index
-        return tuple(sorted(_entries(answer.body))), answer.index
+        return tuple(sorted(_entries(answer))), answer.index
 
 
-def _entries(body: bytes) -> list:
-    try:
-        items = json.loads(body)
-    except ValueError as error:
-        raise ConsulError(f"consul returned malformed JSON: {error}") from None
+def _entries(answer: Response) -> list:
     pairs = []
-    for item in items or []:
+    for item in answer.json() or []:
         raw = item.get("Value")
         value = base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
         pairs.append((item["Key"], value))

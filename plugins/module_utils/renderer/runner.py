@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass, field
 
 from ..daemon import logs
+from ..daemon.consul import ConsulClient, ConsulError
 from . import commands
 from . import render as files
 from . import template as templates
 from .brain import Brain
-from .consul import ConsulClient, ConsulError
 from .watch import Stats, View, backoff_delay
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 
 from ..daemon import logs
-from .consul import ConsulError
+from ..daemon.consul import ConsulError
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rand=random.random) -> float:

@@ -8,7 +8,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 render = importlib.import_module("ansible_collections.dockyard.platform.plugins.modules.render")
-consul = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils.renderer.consul")
+consul = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul")
 
 KV = {"app/name": "shop", "app/backends/a": "10.0.0.1:80", "app/backends/b": "10.0.0.2:80"}
 TEMPLATE = "name={{ key('app/name') }}\n{% for b in ls('app/backends') %}server {{ b.key }} {{ b.value }}\n{% endfor %}"

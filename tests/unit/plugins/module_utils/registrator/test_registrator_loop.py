@@ -4,8 +4,8 @@ import json
 import math
 
 import pytest
+from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import ConsulError
 from ansible_collections.dockyard.platform.plugins.module_utils.registrator import config, registrator
-from ansible_collections.dockyard.platform.plugins.module_utils.registrator.consul import ConsulError
 
 PREFIX = "dockyard/instances/"
 

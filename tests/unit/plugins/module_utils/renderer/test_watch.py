@@ -1,8 +1,8 @@
 import threading
 
+from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import ConsulError
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer import watch
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer.config import WatchSettings
-from ansible_collections.dockyard.platform.plugins.module_utils.renderer.consul import ConsulError
 
 
 def test_backoff_grows_exponentially_to_the_cap_with_jitter():
