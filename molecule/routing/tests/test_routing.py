@@ -237,8 +237,8 @@ def test_hung_registrator_instances_expire_within_the_session_ttl(app):
 def master_reloads(name):
     """The HAProxy master's reload count, from `show proc` on its CLI.
 
-    Not from the journal: at this request rate the per-request logs exceed
-    journald's per-service rate limit, which then drops the master's lines too.
+    Not from the journal: with every request logged (tens of thousands of
+    lines in this test) journald lags behind, and its rate limit may drop lines.
     """
     script = (
         "import socket; s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect('/run/haproxy-master.sock'); "
