@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -29,3 +30,31 @@ def duration(value: Any, name: str) -> float:
     if seconds < 0:
         raise ConfigError(f"{name}: must not be negative")
     return seconds
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def only(section: dict, allowed: tuple, where: str) -> None:
+    """Refuses settings the section does not know, so a typo is an error rather than a default."""
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ConfigError("{}: unknown setting(s) {}".format(where, ", ".join(unknown)))
+
+
+def log_level(value: Any) -> str:
+    level = str(value).lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError("log_level: expected debug, info, warning or error")
+    return level
+
+
+def read_json(path: str) -> Any:
+    """The decoded JSON document at path; ConfigError when it cannot be read or decoded."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from None

@@ -17,6 +17,7 @@ import signal
 import sys
 
 from ..daemon import logs
+from ..daemon.config import LOG_LEVELS
 from . import config as configuration
 from . import instances
 from .docker_source import DockerError, DockerSource
@@ -27,7 +28,7 @@ def _arguments(argv):
     parser = argparse.ArgumentParser(prog="dockyard-registrator", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--config", required=True, help="JSON configuration file")
     parser.add_argument("--mode", choices=("daemon", "once", "validate"), default="daemon")
-    parser.add_argument("--log-level", choices=configuration.LOG_LEVELS, help="overrides log_level")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides log_level")
     return parser.parse_args(argv)
 
 
@@ -68,7 +69,7 @@ def _once(config, stdout=None) -> int:
             entry = {
                 "key": instance.key(config.kv_prefix),
                 "value": instance.document(),
-                "container": instance.container,
+                "container": instances.name_of(attrs),
             }
             stdout.write(json.dumps(entry, sort_keys=True) + "\n")
     stdout.flush()

@@ -11,13 +11,12 @@ and renewed every third of that.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..daemon.config import ConfigError, duration
+from ..daemon.config import ConfigError, duration, log_level, only, read_json
 from ..daemon.consul import ConsulSettings
 
 # Consul refuses session TTLs outside [10s, 24h] and may take up to twice the TTL to invalidate a session.
@@ -28,7 +27,6 @@ MAX_SESSION_TTL = 2 * CONSUL_MAX_TTL
 
 _KEYS = ("consul", "node", "address", "kv_prefix", "session_ttl", "resync_interval", "docker_url", "log_level")
 _CONSUL_KEYS = ("address", "scheme", "token", "ca_file", "cert_file", "key_file")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def safe_segment(value: str) -> bool:
@@ -82,12 +80,6 @@ class Config:
         return f"{self.kv_prefix}instances/"
 
 
-def _only(section: dict, allowed: tuple, where: str) -> None:
-    unknown = sorted(set(section) - set(allowed))
-    if unknown:
-        raise ConfigError("{}: unknown setting(s) {}".format(where, ", ".join(unknown)))
-
-
 def _text(raw: dict, name: str, where: str, default: str = "") -> str:
     value = raw.get(name, default)
     if value is None:
@@ -102,7 +94,7 @@ def parse_consul(raw: Any) -> ConsulSettings:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("consul: expected a mapping")
-    _only(raw, _CONSUL_KEYS, "consul")
+    only(raw, _CONSUL_KEYS, "consul")
     values = {name: _text(raw, name, f"consul.{name}") for name in _CONSUL_KEYS}
     settings = ConsulSettings(**{name: value for name, value in values.items() if value})
     if "://" in settings.address:
@@ -120,7 +112,7 @@ def parse(raw: Any) -> Config:
     """A Config from the decoded JSON document; raises ConfigError naming the bad setting."""
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a JSON object")
-    _only(raw, _KEYS, "config")
+    only(raw, _KEYS, "config")
     node = _text(raw, "node", "node")
     if not node:
         raise ConfigError("node is required (the node's name in instance keys)")
@@ -149,21 +141,12 @@ def parse(raw: Any) -> Config:
     config.docker_url = _text(raw, "docker_url", "docker_url", "unix:///var/run/docker.sock")
     if not re.match(r"^(unix|tcp|https?|npipe)://.", config.docker_url):
         raise ConfigError(f"docker_url: expected unix:///path or tcp://host:port, got {config.docker_url!r}")
-    config.log_level = _text(raw, "log_level", "log_level", "info").lower()
-    if config.log_level not in LOG_LEVELS:
-        raise ConfigError("log_level: expected debug, info, warning or error")
+    config.log_level = log_level(_text(raw, "log_level", "log_level", "info"))
     return config
 
 
 def load(path: str) -> Config:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = json.load(handle)
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    except ValueError as error:
-        raise ConfigError(f"{path} is not valid JSON: {error}") from None
-    return parse(raw)
+    return parse(read_json(path))
 
 
 def check_files(config: Config) -> None:

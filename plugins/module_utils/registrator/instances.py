@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..daemon.instance import TRACKS, Instance
 from .config import safe_segment
 
 APP_LABEL = "org.dockyard.app"
@@ -24,32 +25,10 @@ VERSION_LABEL = "org.dockyard.version"
 TRACK_LABEL = "org.dockyard.track"
 PORT_LABEL = "org.dockyard.port"
 TASK_LABEL = "com.docker.swarm.task.id"
-TRACKS = ("stable", "canary")
 
 
 class Skip(ValueError):
     """A container labelled as an app task that cannot be registered; the message names it and the label."""
-
-
-@dataclass(frozen=True)
-class Instance:
-    app: str
-    node: str
-    task: str
-    addr: str
-    port: int
-    version: str
-    track: str
-    container: str  # its name, for logs
-
-    def key(self, prefix: str) -> str:
-        return f"{prefix}instances/{self.app}/{self.node}/{self.task}"
-
-    def document(self) -> dict:
-        return {"addr": self.addr, "port": self.port, "version": self.version, "track": self.track}
-
-    def value(self) -> bytes:
-        return json.dumps(self.document(), sort_keys=True).encode("utf-8")
 
 
 def labels_of(attrs: dict) -> dict:
@@ -136,7 +115,6 @@ def instance_from(attrs: dict, node: str, address: str) -> Instance | None:
         port=host_port,
         version=str(labels.get(VERSION_LABEL, "")),
         track=track,
-        container=name,
     )
 
 

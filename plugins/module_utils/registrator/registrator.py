@@ -200,7 +200,7 @@ class Registrator:
             acquired = self.client.kv_acquire(key, instance.value(), session)
         except ConsulError as error:
             if error.status is not None and 400 <= error.status < 500:
-                logs.event(logging.ERROR, "cannot write instance", key=key, container=instance.container, error=error)
+                logs.event(logging.ERROR, "cannot write instance", key=key, container=container_id[:12], error=error)
                 return "denied"
             logs.event(logging.WARNING, "cannot write instance, will resync", key=key, error=error)
             return "failed"
@@ -212,7 +212,7 @@ class Registrator:
             logging.INFO,
             "registered",
             key=key,
-            container=instance.container,
+            container=container_id[:12],
             port=instance.port,
             version=instance.version,
             track=instance.track,

@@ -19,6 +19,7 @@ import signal
 import sys
 
 from ..daemon import logs
+from ..daemon.config import LOG_LEVELS
 from . import config as configuration
 from .child import Child
 from .runner import Runner
@@ -33,7 +34,7 @@ def _arguments(argv):
     parser = argparse.ArgumentParser(prog="dockyard-renderer", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--config", required=True, help="JSON configuration file")
     parser.add_argument("--mode", choices=("daemon", "once", "dry", "exec", "validate"), default="daemon")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="overrides log_level")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides log_level")
     parser.add_argument("--status-port", type=int, help="overrides status.port (0 picks a free port)")
     parser.add_argument("child", nargs="*", help="exec mode: the child command (after --)")
     return parser.parse_args(argv)

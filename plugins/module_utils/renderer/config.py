@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..daemon.config import ConfigError, duration
+from ..daemon.config import ConfigError, duration, log_level, only, read_json
 from ..daemon.consul import ConsulSettings
 
 # Consul caps a blocking query's wait at ten minutes.
@@ -113,19 +112,13 @@ class Config:
         return template.wait if template.wait is not None else self.wait
 
 
-def _only(section: dict, allowed: tuple, where: str) -> None:
-    unknown = sorted(set(section) - set(allowed))
-    if unknown:
-        raise ConfigError("{}: unknown setting(s) {}".format(where, ", ".join(unknown)))
-
-
 def _wait(raw: Any, where: str) -> Wait:
     if isinstance(raw, (int, float, str)):
         low = duration(raw, where)
         return Wait(low, low * 4)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected {{min, max}}")
-    _only(raw, ("min", "max"), where)
+    only(raw, ("min", "max"), where)
     low = duration(raw.get("min", 0), where + ".min")
     high = duration(raw.get("max", low * 4), where + ".max")
     if high < low:
@@ -157,7 +150,7 @@ def parse_consul(raw: dict | None, environ=None) -> ConsulSettings:
     """Settings from the config file win over the environment, which wins over defaults."""
     settings = consul_from_env(environ)
     raw = raw or {}
-    _only(raw, ("address", "scheme", "ssl", "token", "ca_file", "cert_file", "key_file", "verify", "timeout"), "consul")
+    only(raw, ("address", "scheme", "ssl", "token", "ca_file", "cert_file", "key_file", "verify", "timeout"), "consul")
     if raw.get("address"):
         address = str(raw["address"])
         if address.startswith("https://"):
@@ -225,7 +218,7 @@ def parse_template(raw: dict, index: int) -> TemplateConfig:
     where = f"templates[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping")
-    _only(raw, _TEMPLATE_KEYS, where)
+    only(raw, _TEMPLATE_KEYS, where)
     if not raw.get("destination"):
         raise ConfigError(f"{where}.destination is required")
     if bool(raw.get("source")) == (raw.get("contents") is not None):
@@ -252,12 +245,12 @@ def parse(raw: dict, environ=None) -> Config:
     """A Config from the decoded JSON document; raises ConfigError naming the bad setting."""
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a JSON object")
-    _only(raw, ("consul", "wait", "watch", "templates", "exec", "status", "log_level"), "config")
+    only(raw, ("consul", "wait", "watch", "templates", "exec", "status", "log_level"), "config")
     config = Config(consul=parse_consul(raw.get("consul"), environ))
     if raw.get("wait") is not None:
         config.wait = _wait(raw["wait"], "wait")
     watch = raw.get("watch") or {}
-    _only(watch, ("block_wait", "min_interval", "backoff", "max_backoff"), "watch")
+    only(watch, ("block_wait", "min_interval", "backoff", "max_backoff"), "watch")
     config.watch = WatchSettings(
         block_wait=min(duration(watch.get("block_wait", 300), "watch.block_wait"), MAX_BLOCK_WAIT),
         min_interval=duration(watch.get("min_interval", 0.1), "watch.min_interval"),
@@ -275,7 +268,7 @@ def parse(raw: dict, environ=None) -> Config:
     if duplicates:
         raise ConfigError("templates: names must be unique, repeated: {}".format(", ".join(duplicates)))
     execution = raw.get("exec") or {}
-    _only(execution, ("command", "reload_signal", "kill_signal", "kill_timeout"), "exec")
+    only(execution, ("command", "reload_signal", "kill_signal", "kill_timeout"), "exec")
     command = execution.get("command") or []
     if isinstance(command, str):
         command = ["/bin/sh", "-c", command]
@@ -286,23 +279,14 @@ def parse(raw: dict, environ=None) -> Config:
         kill_timeout=duration(execution.get("kill_timeout", 10), "exec.kill_timeout"),
     )
     status = raw.get("status") or {}
-    _only(status, ("address", "port"), "status")
+    only(status, ("address", "port"), "status")
     port = status.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535):
         raise ConfigError("status.port: expected a port number")
     config.status = StatusSettings(address=str(status.get("address", "127.0.0.1")), port=port)
-    config.log_level = str(raw.get("log_level", "info"))
-    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise ConfigError("log_level: expected debug, info, warning or error")
+    config.log_level = log_level(raw.get("log_level", "info"))
     return config
 
 
 def load(path: str, environ=None) -> Config:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = json.load(handle)
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    except ValueError as error:
-        raise ConfigError(f"{path} is not valid JSON: {error}") from None
-    return parse(raw, environ)
+    return parse(read_json(path), environ)

@@ -27,8 +27,9 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from ..daemon.instance import TRACKS, Instance
+
 BALANCES = ("roundrobin", "leastconn", "source")
-TRACKS = ("stable", "canary")
 ROUTE_KEYS = ("hosts", "service_port", "balance", "health", "canary_weight", "sticky")
 HEALTH_KEYS = ("path", "expect_status", "interval")
 MAX_WEIGHT = 256  # HAProxy server weights are 0-256
@@ -66,23 +67,6 @@ class Route:
     health: Health = field(default_factory=Health)
     canary_weight: int | None = None
     sticky: bool = False
-
-
-@dataclass(frozen=True)
-class Instance:
-    app: str
-    node: str
-    task: str
-    addr: str
-    port: int
-    version: str = ""
-    track: str = "stable"
-
-    @property
-    def address(self) -> str:
-        """addr:port as HAProxy reads it (IPv6 in brackets)."""
-        host = f"[{self.addr}]" if ":" in self.addr else self.addr
-        return f"{host}:{self.port}"
 
 
 @dataclass

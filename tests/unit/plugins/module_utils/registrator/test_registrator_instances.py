@@ -35,7 +35,6 @@ def test_a_labelled_container_is_an_instance_keyed_by_its_container_id():
     assert instance.key("dockyard/") == f"dockyard/instances/web/node1/{CONTAINER_ID}"
     assert instance.document() == {"addr": "10.0.0.5", "port": 32768, "version": "1.2.3", "track": "stable"}
     assert json.loads(instance.value()) == instance.document()
-    assert instance.container == "web.1"
 
 
 def test_a_swarm_task_is_keyed_by_its_task_id_and_may_be_a_canary():
@@ -119,7 +118,7 @@ def test_owned_keys_are_this_nodes_only():
 
 
 def make(task, port=1000, node="node1"):
-    return instances.Instance("web", node, task, "10.0.0.5", port, "1", "stable", task)
+    return instances.Instance("web", node, task, "10.0.0.5", port, "1", "stable")
 
 
 def test_plan_puts_what_is_missing_changed_or_not_ours_and_deletes_what_nothing_runs_for():
