@@ -2,7 +2,6 @@
 
 import contextlib
 import itertools
-import sys
 
 import pytest
 from haproxy_helpers import Backend, Router
@@ -11,7 +10,7 @@ _PREFIXES = itertools.count(1)
 
 
 @pytest.fixture
-def router(consul_agent, tmp_path, request):
+def router(consul_agent, tmp_path, request, failure_logs):
     """Factory: router(**role variables) -> a started Router with its own KV prefix; stopped after the test."""
     made = []
 
@@ -19,19 +18,22 @@ def router(consul_agent, tmp_path, request):
         prefix = f"hx{next(_PREFIXES)}-{request.node.name[:40]}/".replace("[", "-").replace("]", "")
         instance = Router(tmp_path, consul_agent, prefix, **variables)
         made.append(instance)
+        failure_logs.extend(
+            [
+                ("renderer log", lambda: instance.renderer.log() if instance.renderer is not None else ""),
+                ("haproxy log", lambda: _text(instance.haproxy_log)),
+                ("live configuration", lambda: _text(instance.live)),
+            ]
+        )
         return instance.start()
 
     yield make
     for instance in made:
         instance.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            if instance.renderer is not None:
-                sys.stderr.write(f"--- renderer log\n{instance.renderer.log()[-5000:]}\n")
-            if instance.haproxy_log.exists():
-                sys.stderr.write(f"--- haproxy log\n{instance.haproxy_log.read_text()[-5000:]}\n")
-            if instance.live.exists():
-                sys.stderr.write(f"--- live configuration\n{instance.live.read_text()}\n")
+
+
+def _text(path):
+    return path.read_text() if path.exists() else ""
 
 
 @pytest.fixture
@@ -48,10 +50,3 @@ def backends():
     for server in made:
         with contextlib.suppress(OSError):
             server.stop()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, "rep_" + report.when, report)

@@ -2,7 +2,6 @@
 
 import contextlib
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -72,7 +71,7 @@ def names():
 
 
 @pytest.fixture
-def registrator(tmp_path, names, request):
+def registrator(tmp_path, names, failure_logs):
     """Factory: registrator(agent, **settings) -> (Daemon started, Kv); SIGTERMed after the test."""
     started = []
 
@@ -94,18 +93,9 @@ def registrator(tmp_path, names, request):
         if start:
             daemon.start()
             started.append(daemon)
+            failure_logs.append((f"registrator log {daemon.log_path}", daemon.log))
         return daemon, Kv(agent, names["kv_prefix"], names["node"])
 
     yield make
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     for daemon in started:
         daemon.stop()
-        if failed:
-            sys.stderr.write(f"--- registrator log {daemon.log_path}\n{daemon.log()[-6000:]}\n")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, "rep_" + report.when, report)

@@ -1,13 +1,11 @@
 """Fixtures for the renderer's integration tests."""
 
-import sys
-
 import pytest
 from renderer_helpers import Renderer
 
 
 @pytest.fixture
-def renderer(tmp_path, request):
+def renderer(tmp_path, failure_logs):
     """Factory: renderer(config, mode=..., child=...) started (daemon/exec) and stopped after the test."""
     started = []
 
@@ -16,17 +14,9 @@ def renderer(tmp_path, request):
         if start and mode in ("daemon", "exec"):
             process.start()
             started.append(process)
+            failure_logs.append((f"renderer log {process.log_path}", process.log))
         return process
 
     yield make
     for process in started:
         process.stop()
-        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-            sys.stderr.write(f"--- renderer log {process.log_path}\n{process.log()[-5000:]}\n")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, "rep_" + report.when, report)
