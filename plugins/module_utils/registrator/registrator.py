@@ -25,25 +25,19 @@ import contextlib
 import logging
 import math
 import queue
-import random
 import signal
 import threading
 import time
 
 from ..daemon import logs
 from ..daemon.consul import ConsulClient, ConsulError
+from ..daemon.retry import backoff_delay
 from . import instances
 from .config import go_duration
 from .docker_source import DockerError, DockerSource
 
 CONTROL_SIGNALS = frozenset(str(int(getattr(signal, name))) for name in ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"))
 WITHDRAW_ACTIONS = ("kill", "stop", "die")
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rand=random.random) -> float:
-    """Delay before retry number `attempt` (1-based): exponential, capped, jittered into [d/2, d]."""
-    delay = min(cap, base * (2 ** min(attempt - 1, 32)))
-    return delay / 2 + rand() * delay / 2
 
 
 class Registrator:
@@ -64,7 +58,6 @@ class Registrator:
         self._threads = []
         self.resync_due = math.inf  # asked for by the keeper (session ready) and the follower (stream open)
         self.resync_failures = 0
-        self.resyncs = 0
 
     # -- control -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -325,7 +318,6 @@ class Registrator:
             outcomes.append(self._delete(key, "resync: not running here"))
         for key in plan.puts:
             outcomes.append(self._put(owners[key], desired[key]))
-        self.resyncs += 1
         logs.event(
             logging.INFO if plan else logging.DEBUG,
             "resynced",

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 
 from ..daemon import logs
 from ..daemon.consul import ConsulClient, ConsulError
+from ..daemon.retry import backoff_delay
 from . import commands
 from . import render as files
 from . import template as templates
 from .brain import Brain
-from .watch import Stats, View, backoff_delay
+from .watch import Stats, View
 
 
 @dataclass

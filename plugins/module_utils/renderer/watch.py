@@ -14,18 +14,12 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 
 from ..daemon import logs
 from ..daemon.consul import ConsulError
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rand=random.random) -> float:
-    """Delay before retry number `attempt` (1-based): exponential, capped, jittered into [d/2, d]."""
-    delay = min(cap, base * (2 ** min(attempt - 1, 32)))
-    return delay / 2 + rand() * delay / 2
+from ..daemon.retry import backoff_delay
 
 
 def next_index(last: int, returned: int) -> int:

@@ -168,11 +168,3 @@ def test_without_a_session_nothing_is_written(world):
     daemon.handle_event(event("start", "c0001", docker.add("c0001")))
     assert not daemon.resync()
     assert consul.kv == {}
-
-
-@pytest.mark.parametrize("attempt", [1, 2, 5, 40])
-def test_backoff_doubles_up_to_the_cap_with_jitter(attempt):
-    low = registrator.backoff_delay(attempt, 0.25, 5, rand=lambda: 0)
-    high = registrator.backoff_delay(attempt, 0.25, 5, rand=lambda: 1)
-    expected = min(5, 0.25 * 2 ** (attempt - 1))
-    assert (low, high) == (expected / 2, expected)

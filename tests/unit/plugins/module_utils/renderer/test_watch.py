@@ -5,14 +5,6 @@ from ansible_collections.dockyard.platform.plugins.module_utils.renderer import 
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer.config import WatchSettings
 
 
-def test_backoff_grows_exponentially_to_the_cap_with_jitter():
-    assert watch.backoff_delay(1, 0.25, 10, rand=lambda: 1.0) == 0.25
-    assert watch.backoff_delay(3, 0.25, 10, rand=lambda: 1.0) == 1.0
-    assert watch.backoff_delay(30, 0.25, 10, rand=lambda: 1.0) == 10
-    assert watch.backoff_delay(30, 0.25, 10, rand=lambda: 0.0) == 5
-    assert watch.backoff_delay(10000, 0.25, 10, rand=lambda: 0.5) == 7.5
-
-
 def test_index_rules():
     assert watch.next_index(0, 42) == 42
     assert watch.next_index(42, 50) == 50
