@@ -2,14 +2,22 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure logic: a container's attributes to an instance, and desired vs owned keys to puts and deletes.
 
-Labels (the contract with the app module and the routers):
-  org.dockyard.app      the app's name; a container without it is none of ours
-  org.dockyard.version  the version it runs (free text)
-  org.dockyard.track    stable (when absent) or canary
-  org.dockyard.port     the container's TCP port, published on the host
+Labels (the contract with the app module, Swarm and the routers):
+  org.dockyard.app            the app's name; a container without it is none of ours
+  org.dockyard.version        the version it runs (an image tag or reference)
+  org.dockyard.track          stable (when absent) or canary
+  org.dockyard.port           the container's TCP port, published on the host
+  com.docker.swarm.service.id set by Swarm on every task's container
+  com.docker.swarm.task.id    set by Swarm; the instance's <task>
 
-The key is <prefix>instances/<app>/<node>/<task>, where <task> is the Swarm
-task ID (label com.docker.swarm.task.id) or else the full container ID.
+Only a task of a Swarm service is an instance: a container started with a plain
+`docker run --label org.dockyard.app=shop` is skipped (and logged once), so a
+container cannot join an app's backends just by wearing its label.
+
+The key layout, the instance grammar and the check before a write belong to
+the routing module (..daemon.routing): <prefix>instances/<node>/<app>/<task>,
+and every instance goes through routing.validated() before it is written, so
+an instance the routers would refuse is refused here, at its source.
 """
 
 from __future__ import annotations
@@ -17,13 +25,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..daemon.instance import TRACKS, Instance
-from .config import safe_segment
+from ..daemon import routing
+from ..daemon.routing import TRACKS, Instance, RouteError
 
 APP_LABEL = "org.dockyard.app"
 VERSION_LABEL = "org.dockyard.version"
 TRACK_LABEL = "org.dockyard.track"
 PORT_LABEL = "org.dockyard.port"
+SERVICE_LABEL = "com.docker.swarm.service.id"
 TASK_LABEL = "com.docker.swarm.task.id"
 
 
@@ -43,16 +52,29 @@ def is_app(labels: dict) -> bool:
     return APP_LABEL in labels
 
 
-def task_of(container_id: str, labels: dict) -> str:
-    return labels.get(TASK_LABEL) or container_id
+def is_swarm_task(labels: dict) -> bool:
+    """Whether the labels are a Swarm task's: a service ID and a task ID."""
+    return bool(labels.get(SERVICE_LABEL)) and bool(labels.get(TASK_LABEL))
 
 
-def key_for(prefix: str, node: str, container_id: str, labels: dict) -> str | None:
+def _valid_name(value) -> bool:
+    try:
+        routing.parse_name(value, "name")
+    except RouteError:
+        return False
+    return True
+
+
+def key_for(prefix: str, node: str, labels: dict) -> str | None:
     """The key a container's instance has (or would have), from its labels alone; None when it cannot have one."""
-    app, task = labels.get(APP_LABEL, ""), task_of(container_id, labels)
-    if not (safe_segment(app) and safe_segment(task)):
+    if not (is_app(labels) and is_swarm_task(labels)):
         return None
-    return f"{prefix}instances/{app}/{node}/{task}"
+    key = routing.instance_key(prefix, node, labels[APP_LABEL], labels[TASK_LABEL])
+    try:
+        routing.parse_instance_key(key[len(f"{prefix}instances/") :])
+    except RouteError:
+        return None
+    return key
 
 
 def health_of(attrs: dict) -> str | None:
@@ -81,17 +103,28 @@ def published_port(attrs: dict, port: int) -> int | None:
 
 
 def instance_from(attrs: dict, node: str, address: str) -> Instance | None:
-    """The instance a container stands for; None when it is not an app task; Skip when it cannot be one."""
+    """The instance a container stands for; None when it is not an app task; Skip when it cannot be one.
+
+    The instance returned has passed routing.validated(): it is what every router would read back.
+    """
     labels = labels_of(attrs)
     if not is_app(labels):
         return None
     name = name_of(attrs)
+    if not is_swarm_task(labels):
+        raise Skip(
+            f"container {name}: label {APP_LABEL} on a container that is not a Swarm service's task"
+            f" (labels {SERVICE_LABEL} and {TASK_LABEL} missing): only the platform's services are registered"
+        )
     app = labels[APP_LABEL]
-    if not safe_segment(app):
-        raise Skip(f"container {name}: label {APP_LABEL}={app!r} cannot be a key segment (no '/', no whitespace)")
-    task = task_of(str(attrs.get("Id", "")), labels)
-    if not safe_segment(task):
-        raise Skip(f"container {name}: task id {task!r} (label {TASK_LABEL} or the ID) cannot be a key segment")
+    if not _valid_name(app):
+        raise Skip(
+            f"container {name}: label {APP_LABEL}={app!r} is not an app name"
+            " (letters, digits, '.', '_' and '-', at most 100, starting with a letter or digit)"
+        )
+    task = labels[TASK_LABEL]
+    if "/" in task:
+        raise Skip(f"container {name}: label {TASK_LABEL}={task!r} is not a task ID (one key segment)")
     raw_port = labels.get(PORT_LABEL)
     if raw_port is None:
         raise Skip(f"container {name}: label {PORT_LABEL} is missing")
@@ -107,7 +140,7 @@ def instance_from(attrs: dict, node: str, address: str) -> Instance | None:
     track = labels.get(TRACK_LABEL) or "stable"
     if track not in TRACKS:
         raise Skip(f"container {name}: label {TRACK_LABEL}={track!r} is not stable or canary")
-    return Instance(
+    instance = Instance(
         app=app,
         node=node,
         task=task,
@@ -116,19 +149,20 @@ def instance_from(attrs: dict, node: str, address: str) -> Instance | None:
         version=str(labels.get(VERSION_LABEL, "")),
         track=track,
     )
+    try:
+        return routing.validated(instance)
+    except RouteError as error:
+        raise Skip(f"container {name}: the routers would refuse its instance: {error}") from None
 
 
 def owned(entries: dict, prefix: str, node: str) -> dict:
-    """The entries of a recurse read of <prefix>instances/ that belong to node: keys instances/<app>/<node>/<task>."""
-    base = f"{prefix}instances/"
-    mine = {}
-    for key, entry in entries.items():
-        if not key.startswith(base):
-            continue
-        parts = key[len(base) :].split("/")
-        if len(parts) == 3 and parts[1] == node:
-            mine[key] = entry
-    return mine
+    """The entries of a recurse read of <prefix>instances/<node>/ that are node's instances (<node>/<app>/<task>).
+
+    Keys under the node's prefix that are not instance keys (a wrong depth, a bad segment) are node's too: a
+    resync deletes them, as nothing runs for them.
+    """
+    mine = routing.node_instances_prefix(prefix, node)
+    return {key: entry for key, entry in entries.items() if key.startswith(mine)}
 
 
 def _same(value: bytes, document: dict) -> bool:

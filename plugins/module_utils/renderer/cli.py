@@ -40,8 +40,15 @@ def _arguments(argv):
     return parser.parse_args(argv)
 
 
-def _load(path):
+def _settings(path):
+    """The configuration, with the TLS files it names checked on this host."""
     config = configuration.load(path)
+    configuration.check_files(config.consul)
+    return config
+
+
+def _load(path):
+    config = _settings(path)
     for template in config.templates:
         load_template(template)  # compiles, so a syntax error is reported now
     return config
@@ -50,7 +57,7 @@ def _load(path):
 def main(argv=None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     try:
-        config = configuration.load(args.config)
+        config = _settings(args.config)
     except configuration.ConfigError as error:
         sys.stderr.write(f"renderer: {error}\n")
         return 2
@@ -89,7 +96,7 @@ def _status(runner, config):
 
 def _daemon(config, path) -> int:
     runner = Runner(config)
-    runner.reloader = lambda: configuration.load(path)
+    runner.reloader = lambda: _settings(path)
     signal.signal(signal.SIGTERM, lambda *_args: runner.stop())
     signal.signal(signal.SIGINT, lambda *_args: runner.stop())
     signal.signal(signal.SIGHUP, lambda *_args: runner.request_reload())

@@ -9,7 +9,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..daemon.config import ConfigError, duration, log_level, only, read_json
+from ..daemon.config import ConfigError, duration, log_level, only, read_json, readable_file
 from ..daemon.consul import ConsulSettings
 
 # Consul caps a blocking query's wait at ten minutes.
@@ -172,6 +172,22 @@ def parse_consul(raw: dict | None, environ=None) -> ConsulSettings:
     if bool(settings.cert_file) != bool(settings.key_file):
         raise ConfigError("consul: cert_file and key_file go together")
     return settings
+
+
+# The TLS files of the Consul settings, and where each may come from in the environment.
+TLS_FILES = {"ca_file": "CONSUL_CACERT", "cert_file": "CONSUL_CLIENT_CERT", "key_file": "CONSUL_CLIENT_KEY"}
+
+
+def check_files(settings: ConsulSettings, names: dict | None = None) -> None:
+    """On the host: the CA, certificate and key files the Consul settings name exist and can be read.
+
+    A ConfigError names the setting: consul.<setting>, or names[setting] (the render module passes its option
+    names). Without this check a missing file passes validation and stops the first Consul request.
+    """
+    for setting in TLS_FILES:
+        path = getattr(settings, setting)
+        if path:
+            readable_file(path, (names or {}).get(setting, f"consul.{setting}"))
 
 
 def _command(raw: Any, where: str) -> str | list | None:

@@ -48,7 +48,10 @@ class KeyDependency:
 
 @dataclass(frozen=True)
 class PrefixDependency:
-    """Every key under a prefix; its data is a sorted tuple of (full key, value) pairs."""
+    """Every key under a prefix; its data is a sorted tuple of (full key, value, create index) triples.
+
+    The create index orders claims by age (the first route to claim a host keeps it).
+    """
 
     prefix: str
 
@@ -69,7 +72,7 @@ def _entries(answer: Response) -> list:
     for item in answer.json() or []:
         raw = item.get("Value")
         value = base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
-        pairs.append((item["Key"], value))
+        pairs.append((item["Key"], value, int(item.get("CreateIndex") or 0)))
     return pairs
 
 

@@ -9,6 +9,10 @@
 - The check command runs on the candidate before it replaces the live file;
   the command (a reload) runs after, with a timeout; if it fails the previous
   file goes back and the command runs again. Nothing here stops the daemon.
+- When a candidate fails its check, the entries that routing_table() weighed
+  are bisected to find the ones the check fails with; those are quarantined
+  (logged, left out until their value changes) and the rest renders, so one
+  bad key cannot freeze every other change.
 - max_drop refuses a render whose ls()/tree() lost too many of the entries
   the last good render used.
 - Data a template skipped (warn(), routing_table() errors) is logged at error
@@ -35,6 +39,13 @@ from .brain import Brain
 from .watch import Stats, View
 
 
+MAX_ISOLATION_CHECKS = 64
+
+
+class _BudgetSpent(Exception):
+    """Isolating the entries a check fails with took more checks than allowed."""
+
+
 @dataclass
 class TemplateState:
     config: object
@@ -56,6 +67,7 @@ class TemplateState:
     check_failures: int = 0
     command_failures: int = 0
     refusals: int = 0
+    quarantine: dict = field(default_factory=dict)  # full path -> value the check failed with
 
     @property
     def pending(self) -> bool:
@@ -184,7 +196,7 @@ class Runner:
         logs.event(logging.ERROR, message, template=state.config.name, destination=state.config.destination, **fields)
         return "failed"
 
-    def process(self, state) -> str:
+    def process(self, state, isolate: bool = True) -> str:
         """Executes and (if due) renders one template; returns what happened.
 
         One of: rendered, unchanged, waiting, missing, failed, refused.
@@ -192,7 +204,8 @@ class Runner:
         if state.template is None:
             state.last_error = state.load_error
             return "failed"
-        execution = state.template.execute(self.brain)
+        execution = state.template.execute(self.brain, state.quarantine)
+        state.quarantine = {path: state.quarantine[path] for path in execution.held}
         state.dependencies = list(execution.used)
         if execution.unfetched:
             state.waiting_for = ", ".join(str(dep) for dep in execution.unfetched)
@@ -217,7 +230,7 @@ class Runner:
         if refusal:
             self._fail(state, refusal, "refusals")
             return "refused"
-        outcome = self._apply(state, execution.output)
+        outcome = self._apply(state, execution, isolate)
         if outcome in ("rendered", "unchanged"):
             state.good_sizes = dict(execution.sizes)
             state.accept_drop = False
@@ -255,8 +268,63 @@ class Runner:
                 )
         return None
 
-    def _apply(self, state, output: str) -> str:
+    def _check(self, config, contents: bytes, live) -> tuple:
+        """(outcome of the check, candidate path) for contents written beside the live file."""
+        candidate = files.write_candidate(config.destination, contents, config.mode, config.user, config.group, live)
+        if not config.check:
+            return commands.Outcome(True, 0, ""), candidate
+        try:
+            checked = commands.run(commands.with_candidate(config.check, candidate), config.command_timeout)
+        except BaseException:
+            files.discard(candidate)
+            raise
+        return checked, candidate
+
+    def _passes(self, state, quarantine: dict, live) -> bool:
+        trial = state.template.execute(self.brain, quarantine)
+        if not trial.complete:
+            return False
+        checked, candidate = self._check(state.config, trial.output.encode("utf-8"), live)
+        files.discard(candidate)
+        return checked.ok
+
+    def _isolate(self, state, execution, live) -> dict:
+        """The entries (path -> value) the check fails with; empty when it fails without them too.
+
+        Bisection: with the entries found so far left out, the shortest
+        leading run of the others that fails the check ends in an offender.
+        At most MAX_ISOLATION_CHECKS checks run.
+        """
+        budget = [MAX_ISOLATION_CHECKS]
+
+        def passes(excluded) -> bool:
+            if budget[0] <= 0:
+                raise _BudgetSpent
+            budget[0] -= 1
+            quarantine = dict(state.quarantine)
+            quarantine.update((path, execution.items[path]) for path in excluded)
+            return self._passes(state, quarantine, live)
+
+        remaining, offenders = list(execution.items), []
+        try:
+            if not passes(remaining):
+                return {}
+            while not passes(offenders):
+                low, high = 0, len(remaining)  # including remaining[:low] passes, remaining[:high] fails
+                while high - low > 1:
+                    middle = (low + high) // 2
+                    if passes(offenders + remaining[middle:]):
+                        low = middle
+                    else:
+                        high = middle
+                offenders.append(remaining.pop(high - 1))
+        except _BudgetSpent:
+            return {}
+        return {path: execution.items[path] for path in offenders}
+
+    def _apply(self, state, execution, isolate: bool = True) -> str:
         config = state.config
+        output = execution.output
         contents = output.encode("utf-8")
         if self.dry:
             stream = self.stdout
@@ -267,17 +335,25 @@ class Runner:
         if not files.would_render(contents, live):
             return "unchanged"
         try:
-            candidate = files.write_candidate(
-                config.destination, contents, config.mode, config.user, config.group, live
-            )
+            checked, candidate = self._check(config, contents, live)
         except (OSError, KeyError) as error:
             return self._fail(state, f"cannot write candidate: {error}")
+        if not checked.ok:
+            files.discard(candidate)
+            offenders = self._isolate(state, execution, live) if isolate and execution.items else {}
+            if not offenders:
+                return self._fail(state, f"check failed, live file kept: {checked.describe()}", "check_failures")
+            for path in offenders:
+                logs.event(
+                    logging.ERROR,
+                    "entry left out: the configuration check fails with it",
+                    template=config.name,
+                    key=path,
+                    error=checked.describe(),
+                )
+            state.quarantine.update(offenders)
+            return self.process(state, isolate=False)
         try:
-            if config.check:
-                checked = commands.run(commands.with_candidate(config.check, candidate), config.command_timeout)
-                if not checked.ok:
-                    files.discard(candidate)
-                    return self._fail(state, f"check failed, live file kept: {checked.describe()}", "check_failures")
             files.commit(candidate, config.destination)
         except OSError as error:
             files.discard(candidate)

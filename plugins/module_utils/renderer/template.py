@@ -31,14 +31,15 @@ class TemplateError(Exception):
 
 
 class KVPair:
-    """An entry returned by ls() and tree(): key relative to the prefix, full path, value."""
+    """An entry returned by ls() and tree(): key relative to the prefix, full path, value, Consul's create index."""
 
-    __slots__ = ("key", "path", "value")
+    __slots__ = ("create_index", "key", "path", "value")
 
-    def __init__(self, key: str, path: str, value: str):
+    def __init__(self, key: str, path: str, value: str, create_index: int = 0):
         self.key = key
         self.path = path
         self.value = value
+        self.create_index = create_index
 
     def __repr__(self) -> str:
         return f"KVPair({self.path!r}, {self.value!r})"
@@ -53,6 +54,8 @@ class Execution:
     sizes: dict = field(default_factory=dict)  # ("ls"|"tree", prefix) -> entries returned
     error: str | None = None  # the template raised (undefined variable, bad JSON, ...)
     warnings: list = field(default_factory=list)  # data the template skipped (warn(), routing_table())
+    items: dict = field(default_factory=dict)  # full path -> value of each entry routing_table() weighed
+    held: list = field(default_factory=list)  # full paths of quarantined entries it left out
 
     @property
     def complete(self) -> bool:
@@ -91,7 +94,14 @@ class Template:
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(f"template {name}: syntax error on line {error.lineno}: {error.message}") from None
 
-    def execute(self, brain) -> Execution:
+    def execute(self, brain, quarantine=None) -> Execution:
+        """Runs the template on what the brain holds.
+
+        quarantine maps full paths to values that routing_table() must leave
+        out (entries that made a candidate fail its check); an entry whose
+        value has changed since is weighed again.
+        """
+        quarantine = quarantine or {}
         result = Execution()
         seen = set()
 
@@ -118,13 +128,13 @@ class Template:
             prefix = prefix_of(str(path))
             _found, data = use(PrefixDependency(prefix))
             entries = []
-            for full, value in data or ():
+            for full, value, *created in data or ():
                 relative = full[len(prefix) :]
                 if not relative or relative.endswith("/"):
                     continue  # folder markers
                 if kind == "ls" and "/" in relative:
                     continue  # ls lists the top level only
-                entries.append(KVPair(relative, full, value))
+                entries.append(KVPair(relative, full, value, created[0] if created else 0))
             result.sizes[(kind, prefix)] = len(entries)
             return entries
 
@@ -134,8 +144,21 @@ class Template:
                 result.warnings.append(text)
             return ""
 
-        def routing_table(route_entries, instance_entries, default_interval="5s", reserved_ports=()):
-            table = routes.routing_table(route_entries, instance_entries, default_interval, reserved_ports)
+        def admitted(entries):
+            kept = []
+            for entry in entries or ():
+                path, value = getattr(entry, "path", None), getattr(entry, "value", None)
+                if path is not None:
+                    if path in quarantine and quarantine[path] == value:
+                        result.held.append(path)
+                        warn(f"{path}: skipped, the configuration check fails with it")
+                        continue
+                    result.items[path] = value
+                kept.append(entry)
+            return kept
+
+        def routing_table(route_entries, instance_entries, **options):
+            table = routes.routing_table(admitted(route_entries), admitted(instance_entries), **options)
             for message in table.errors:
                 warn(message)
             return table

@@ -49,7 +49,7 @@ def test_a_full_route_parses_with_its_defaults_filled():
         ({"hosts": ["a.test"], "helth": {}}, "route web: unknown key(s) helth"),
         ({}, "route web: needs hosts or service_port"),
         ({"hosts": []}, "route web: needs hosts or service_port"),
-        ({"hosts": "a.test"}, "route web: hosts: expected a list of DNS names"),
+        ({"hosts": "a.test"}, "route web: hosts: expected a list of at most 256 DNS names"),
         ({"hosts": ["a b.test"]}, "route web: hosts[0]: 'a b.test' is not a DNS name"),
         ({"hosts": ["ok.test", "-bad.test"]}, "route web: hosts[1]"),
         ({"hosts": ["a.test"], "service_port": 0}, "route web: service_port: expected a port number 1-65535, got 0"),
@@ -124,18 +124,18 @@ def test_routing_table_builds_backends_with_servers_and_weights():
     table = routing_table(
         [("web", json.dumps({"hosts": ["web.test"], "canary_weight": 10})), ("api", '{"service_port": 31000}')],
         [
-            ("web/node-1/task1", instance(port=1)),
-            ("web/node-2/task2", instance(port=2)),
-            ("web/node-3/task3", instance(port=3, track="canary")),
-            ("api/node 1/t:9", instance(addr="fd00::1", port=4)),
-            ("ghost/node-1/t", instance()),  # no route: ignored
+            ("node-1/web/task1", instance(port=1)),
+            ("node-2/web/task2", instance(port=2)),
+            ("node-3/web/task3", instance(port=3, track="canary")),
+            ("node-1/api/t9", instance(addr="fd00::1", port=4)),
+            ("node-1/ghost/t", instance()),  # no route: ignored
         ],
         default_interval="2s",
     )
     assert table.errors == []
     assert [backend.name for backend in table.apps] == ["app_api", "app_web"]
     api, web = table.apps
-    assert [(s.name, s.address, s.weight) for s in api.servers] == [("node_1-t:9", "[fd00::1]:4", 100)]
+    assert [(s.name, s.address, s.weight) for s in api.servers] == [("node-1-t9", "[fd00::1]:4", 100)]
     assert api.interval_ms == 2000
     assert [(s.name, s.weight) for s in web.servers] == [("node-1-task1", 9), ("node-2-task2", 9), ("node-3-task3", 2)]
     assert table.hosts == [("web.test", web)]
@@ -147,7 +147,7 @@ def test_entries_from_tree_objects_are_accepted():
         def __init__(self, key, value):
             self.key, self.value = key, value
 
-    table = routing_table([Entry("web", '{"hosts": ["web.test"]}')], [Entry("web/n/t", instance())])
+    table = routing_table([Entry("web", '{"hosts": ["web.test"]}')], [Entry("n/web/t", instance())])
     assert table.apps[0].servers[0].name == "n-t"
 
 
@@ -179,35 +179,59 @@ def test_bad_routes_are_skipped_and_the_rest_kept():
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("web/n/bad", "{", "instance web/n/bad: invalid JSON"),
-        ("web/n/bad", "[]", "instance web/n/bad: expected a JSON object"),
-        ("web/n/bad", '{"port": 80}', "instance web/n/bad: addr: expected an IP address"),
-        ("web/n/bad", '{"addr": "host.test", "port": 80}', "instance web/n/bad: addr: 'host.test' is not an IP"),
-        ("web/n/bad", '{"addr": "10.0.0.1", "port": 0}', "instance web/n/bad: port: expected a port number"),
-        ("web/n/bad", '{"addr": "10.0.0.1", "port": "80"}', "instance web/n/bad: port"),
-        ("web/n/bad", '{"addr": "10.0.0.1", "port": 80, "track": "beta"}', "instance web/n/bad: track"),
-        ("web/n/bad", '{"addr": "10.0.0.1", "port": 80, "version": 2}', "instance web/n/bad: version"),
-        ("web/bad", instance(), "instance web/bad: expected a key <app>/<node>/<task>"),
+        ("n/web/bad", "{", "instance n/web/bad: invalid JSON"),
+        ("n/web/bad", "[]", "instance n/web/bad: expected a JSON object"),
+        ("n/web/bad", '{"port": 80}', "instance n/web/bad: addr: expected an IPv4 or IPv6 address"),
+        ("n/web/bad", '{"addr": "host.test", "port": 80}', "instance n/web/bad: addr: expected an IPv4 or IPv6"),
+        ("n/web/bad", '{"addr": "10.0.0.1", "port": 0}', "instance n/web/bad: port: expected a port number"),
+        ("n/web/bad", '{"addr": "10.0.0.1", "port": "80"}', "instance n/web/bad: port"),
+        ("n/web/bad", '{"addr": "10.0.0.1", "port": 80, "track": "beta"}', "instance n/web/bad: track"),
+        ("n/web/bad", '{"addr": "10.0.0.1", "port": 80, "version": 2}', "instance n/web/bad: version"),
+        ("n/web", instance(), "instance n/web: expected a key <node>/<app>/<task>"),
     ],
 )
 def test_bad_instances_are_skipped_with_an_error_and_the_backend_stays(key, value, message):
-    table = routing_table([("web", '{"hosts": ["web.test"]}')], [(key, value), ("web/n/good", instance())])
+    table = routing_table([("web", '{"hosts": ["web.test"]}')], [(key, value), ("n/web/good", instance())])
     assert len(table.errors) == 1 and message in table.errors[0], table.errors
     assert [server.name for server in table.apps[0].servers] == ["n-good"]
 
 
 def test_an_app_without_valid_instances_keeps_its_backend():
-    table = routing_table([("web", '{"hosts": ["web.test"]}')], [("web/n/t", "{")])
+    table = routing_table([("web", '{"hosts": ["web.test"]}')], [("n/web/t", "{")])
     assert table.apps[0].name == "app_web" and table.apps[0].servers == []
 
 
-def test_server_names_are_sanitised_unique_and_contain_the_task():
+def test_server_names_are_unique_and_contain_node_and_task():
     table = routing_table(
         [("web", '{"hosts": ["web.test"]}')],
-        [("web/a b/x", instance(port=1)), ("web/a_b/x", instance(port=2)), ("web/n/TASKID123", instance(port=3))],
+        [("a-b/web/x", instance(port=1)), ("a/web/b-x", instance(port=2)), ("n/web/TASKID123", instance(port=3))],
     )
     names = [server.name for server in table.apps[0].servers]
-    assert names == ["a_b-x", "a_b-x-2", "n-TASKID123"]
+    assert names == ["a-b-x", "a-b-x-2", "n-TASKID123"]
+
+
+def test_the_oldest_claim_wins_whatever_the_names():
+    shop = {"hosts": ["shop.example.com"], "service_port": 10080}
+    thief = {"hosts": ["SHOP.example.com."], "service_port": 10081}
+    table = routing_table([("aaa-evil", json.dumps(thief), 20), ("shop", json.dumps(shop), 10)], [])
+    assert [backend.app for backend in table.apps] == ["shop"]
+    assert table.errors == ["route aaa-evil: skipped, it claims host shop.example.com (taken by route shop)"]
+
+
+def test_service_ports_outside_the_range_are_skipped():
+    table = routing_table(
+        [("in", '{"service_port": 10080}'), ("out", '{"service_port": 8559}')], [], service_port_range=[10000, 19999]
+    )
+    assert [backend.app for backend in table.apps] == ["in"]
+    assert table.errors == ["route out: service_port: 8559 lies outside the service port range 10000-19999"]
+
+
+def test_long_host_lists_are_cut_into_lines_haproxy_reads_whole():
+    hosts = [f"h{number}.test" for number in range(40)]
+    table = routing_table([("web", json.dumps({"hosts": hosts}))], [])
+    lines = table.host_lines
+    assert [len(group) for _backend, group in lines] == [16, 16, 8]
+    assert [host for _backend, group in lines for host in group] == hosts
 
 
 def test_the_default_interval_is_validated():

@@ -35,7 +35,7 @@ def test_warn_records_without_output_and_once_per_message():
 def test_routing_table_renders_the_good_and_records_the_bad():
     brain = brain_with(
         {"web": '{"hosts": ["web.test"]}', "bad": "{", "port": '{"service_port": 80}'},
-        {"web/n1/t1": json.dumps({"addr": "10.0.0.1", "port": 8080}), "web/n2/t2": "nope"},
+        {"n1/web/t1": json.dumps({"addr": "10.0.0.1", "port": 8080}), "n2/web/t2": "nope"},
     )
     execution = Template("haproxy", TEMPLATE).execute(brain)
     assert execution.output == "app_web:n1-t1=100 \n"
@@ -48,7 +48,7 @@ def test_the_runner_logs_skipped_data_once_at_error_level(tmp_path, caplog):
     raw = {"templates": [{"name": "haproxy", "destination": str(tmp_path / "out"), "contents": TEMPLATE}]}
     runner = Runner(configuration.parse(raw, {}), client=object(), stdout=io.StringIO())
     state = runner.states[0]
-    good = {"web/n1/t1": json.dumps({"addr": "10.0.0.1", "port": 8080})}
+    good = {"n1/web/t1": json.dumps({"addr": "10.0.0.1", "port": 8080})}
     for dependency, data in brain_with({"web": '{"hosts": ["web.test"]}', "bad": "{"}, good)._data.items():
         runner.brain.remember(dependency, data)
     with caplog.at_level(logging.ERROR, logger="dockyard"):
