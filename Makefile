@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(CACHE)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
 
-.PHONY: help lab lab-down test test-fast lint sanity unit integration molecule bench \
+.PHONY: help lab lab-down test test-fast lint sanity unit integration molecule bench fuzz \
         build venv engine base-image tools
 
 help:
@@ -95,6 +95,10 @@ molecule: venv base-image
 test-fast: lint unit
 
 test: lint sanity unit integration molecule
+
+# The hostile-data property tests with many more examples and a new seed each run.
+fuzz: venv tools
+	HYPOTHESIS_EXAMPLES=2000 HYPOTHESIS_RANDOM=1 pytest tests/integration/haproxy/test_hostile_data.py -k property
 
 bench: venv tools
 	for benchmark in benchmarks/bench_*.py; do python $$benchmark; done

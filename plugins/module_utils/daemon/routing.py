@@ -124,7 +124,9 @@ def parse_duration_ms(value, where: str) -> int:
 
 def parse_name(value, where: str) -> str:
     """An app or node name: letters, digits, '.', '_' and '-', at most 100, not starting with a sign."""
-    return _text(value, _NAME, where, "letters, digits, '.', '_' and '-' (at most 100, starting with a letter or digit)")
+    return _text(
+        value, _NAME, where, "letters, digits, '.', '_' and '-' (at most 100, starting with one of the first two)"
+    )
 
 
 def parse_host(value, where: str) -> str:
@@ -184,12 +186,11 @@ def _health(app: str, raw) -> Health:
     if unknown:
         raise RouteError(f"{where}: unknown key(s) {_keys(unknown)}")
     path = raw.get("path")
-    if path is not None:
-        if not isinstance(path, str) or len(path) > MAX_PATH or not _PATH.fullmatch(path):
-            raise RouteError(
-                f"{where}.path: expected a path starting with / (at most {MAX_PATH}; no spaces, quotes, # or \\),"
-                f" got {_shown(path)}"
-            )
+    if path is not None and (not isinstance(path, str) or len(path) > MAX_PATH or not _PATH.fullmatch(path)):
+        raise RouteError(
+            f"{where}.path: expected a path starting with / (at most {MAX_PATH}; no spaces, quotes, # or \\),"
+            f" got {_shown(path)}"
+        )
     status = raw.get("expect_status", 200)
     if not _integer(status) or not 100 <= status <= 599:
         raise RouteError(f"{where}.expect_status: expected an HTTP status 100-599, got {_shown(status)}")

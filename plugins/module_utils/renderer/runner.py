@@ -38,7 +38,6 @@ from . import template as templates
 from .brain import Brain
 from .watch import Stats, View
 
-
 MAX_ISOLATION_CHECKS = 64
 
 

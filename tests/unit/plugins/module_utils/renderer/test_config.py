@@ -1,5 +1,7 @@
+import json
+
 import pytest
-from ansible_collections.dockyard.platform.plugins.module_utils.renderer import config
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer import cli, config
 
 
 def test_durations_and_shares():
@@ -64,3 +66,45 @@ def test_template_settings_and_block_wait_cap():
 def test_bad_settings_name_themselves(raw, message):
     with pytest.raises(config.ConfigError, match=message):
         config.parse(raw, {})
+
+
+def _https_config(tmp_path, **consul):
+    template = tmp_path / "t.j2"
+    template.write_text("static\n")
+    path = tmp_path / "renderer.json"
+    raw = {
+        "consul": {"address": "127.0.0.1:1", "scheme": "https", **consul},
+        "templates": [{"source": str(template), "destination": str(tmp_path / "out.cfg")}],
+    }
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize("setting", ["ca_file", "cert_file", "key_file"])
+def test_check_files_names_the_setting_of_a_missing_tls_file(tmp_path, setting):
+    present = tmp_path / "present.pem"
+    present.write_text("x")
+    files = {name: str(present) for name in ("ca_file", "cert_file", "key_file")}
+    files[setting] = str(tmp_path / "missing.pem")
+    settings = config.parse({"consul": {"scheme": "https", **files}}, {}).consul
+    with pytest.raises(config.ConfigError, match=rf"^consul\.{setting}: cannot read .*missing\.pem: No such file"):
+        config.check_files(settings)
+    with pytest.raises(config.ConfigError, match=r"^ca_path: cannot read"):
+        config.check_files(
+            config.parse({"consul": {"ca_file": str(tmp_path / "missing.pem")}}, {}).consul, {"ca_file": "ca_path"}
+        )
+    config.check_files(config.parse({"consul": {"scheme": "https", "ca_file": str(present)}}, {}).consul)
+
+
+@pytest.mark.parametrize("mode", ["validate", "once", "dry"])
+def test_a_missing_ca_file_fails_every_mode_naming_the_setting(tmp_path, capsys, monkeypatch, mode):
+    for variable in ("CONSUL_HTTP_ADDR", "CONSUL_CACERT", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    path = _https_config(tmp_path, ca_file=str(tmp_path / "no-ca.pem"))
+    assert cli.main(["--config", str(path), "--mode", mode]) == 2
+    captured = capsys.readouterr()
+    assert (
+        captured.err == f"renderer: consul.ca_file: cannot read {tmp_path / 'no-ca.pem'}: No such file or directory\n"
+    )
+    assert captured.out == ""
+    assert not (tmp_path / "out.cfg").exists()

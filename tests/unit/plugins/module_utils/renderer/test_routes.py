@@ -1,13 +1,11 @@
-"""The route model: strict validation naming app and field, weights, conflicts, bad instances."""
+"""The routing table: weights, claims, bad instances skipped, server names, host lines."""
 
 import json
 from fractions import Fraction
 
 import pytest
-from ansible_collections.dockyard.platform.plugins.module_utils.renderer import routes
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer.routes import (
     RouteError,
-    parse_route,
     routing_table,
     share_of_canaries,
     track_weights,
@@ -16,74 +14,6 @@ from ansible_collections.dockyard.platform.plugins.module_utils.renderer.routes 
 
 def instance(addr="10.0.0.1", port=8080, track="stable", **extra):
     return json.dumps({"addr": addr, "port": port, "version": "v1", "track": track, **extra})
-
-
-# -- parse_route ----------------------------------------------------------------------
-def test_a_full_route_parses_with_its_defaults_filled():
-    route = parse_route(
-        "shop",
-        json.dumps(
-            {
-                "hosts": ["Shop.Example.com", "shop.example.com."],
-                "service_port": 31000,
-                "balance": "leastconn",
-                "health": {"path": "/healthz", "expect_status": 204, "interval": "500ms"},
-                "canary_weight": 10,
-                "sticky": True,
-            }
-        ),
-    )
-    assert route.hosts == ("shop.example.com",)
-    assert route.service_port == 31000 and route.balance == "leastconn" and route.sticky
-    assert route.health == routes.Health("/healthz", 204, 500)
-    minimal = parse_route("api", '{"service_port": 31001}')
-    assert minimal.balance == "roundrobin" and minimal.health.path is None and minimal.canary_weight is None
-    assert minimal.sticky is False and minimal.hosts == ()
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("{not json", "route web: invalid JSON"),
-        ("[1, 2]", "route web: expected a JSON object, got list"),
-        ({"hosts": ["a.test"], "helth": {}}, "route web: unknown key(s) helth"),
-        ({}, "route web: needs hosts or service_port"),
-        ({"hosts": []}, "route web: needs hosts or service_port"),
-        ({"hosts": "a.test"}, "route web: hosts: expected a list of at most 256 DNS names"),
-        ({"hosts": ["a b.test"]}, "route web: hosts[0]: 'a b.test' is not a DNS name"),
-        ({"hosts": ["ok.test", "-bad.test"]}, "route web: hosts[1]"),
-        ({"hosts": ["a.test"], "service_port": 0}, "route web: service_port: expected a port number 1-65535, got 0"),
-        ({"service_port": 70000}, "route web: service_port: expected a port number 1-65535, got 70000"),
-        ({"service_port": "80"}, "route web: service_port: expected a port number"),
-        ({"service_port": True}, "route web: service_port: expected a port number"),
-        ({"service_port": 8404}, "route web: service_port: 8404 is one of the router's own ports"),
-        ({"service_port": 1, "balance": "random"}, "route web: balance: expected one of roundrobin, leastconn, source"),
-        ({"service_port": 1, "health": {"path": "health"}}, "route web: health.path: expected a path starting with /"),
-        ({"service_port": 1, "health": {"path": "/a b"}}, "route web: health.path"),
-        ({"service_port": 1, "health": {"path": "/a#b"}}, "route web: health.path"),
-        ({"service_port": 1, "health": {"path": "/", "expect_status": 99}}, "route web: health.expect_status"),
-        ({"service_port": 1, "health": {"path": "/", "expect_status": 600}}, "route web: health.expect_status"),
-        ({"service_port": 1, "health": {"expect_status": 200}}, "route web: health.expect_status: needs health.path"),
-        ({"service_port": 1, "health": {"path": "/", "interval": "50ms"}}, "route web: health.interval: must lie"),
-        ({"service_port": 1, "health": {"path": "/", "interval": "2h"}}, "route web: health.interval: must lie"),
-        ({"service_port": 1, "health": {"path": "/", "interval": 2}}, "route web: health.interval: expected a dur"),
-        ({"service_port": 1, "health": {"path": "/", "timeout": "1s"}}, "route web: health: unknown key(s) timeout"),
-        ({"service_port": 1, "health": "/health"}, "route web: health: expected an object"),
-        ({"service_port": 1, "canary_weight": 101}, "route web: canary_weight: expected a percentage 0-100"),
-        ({"service_port": 1, "canary_weight": 12.5}, "route web: canary_weight: expected a percentage 0-100"),
-        ({"service_port": 1, "sticky": "yes"}, "route web: sticky: expected true or false"),
-    ],
-)
-def test_an_invalid_route_names_the_app_and_the_field(spec, message):
-    text = spec if isinstance(spec, str) else json.dumps(spec)
-    with pytest.raises(RouteError) as caught:
-        parse_route("web", text, reserved_ports=(80, 443, 8404))
-    assert message in str(caught.value)
-
-
-def test_app_names_are_checked():
-    with pytest.raises(RouteError, match="app name"):
-        parse_route("bad name", '{"service_port": 1}')
 
 
 # -- weights --------------------------------------------------------------------------

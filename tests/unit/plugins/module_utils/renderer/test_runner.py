@@ -57,3 +57,48 @@ def test_health_and_metrics(tmp_path):
     assert "dockyard_renderer_up 1" in text
     runner.states[0].last_error = "boom"
     assert status.health(runner.snapshot())[0] == 503
+
+
+ROUTED = (
+    "{% set table = routing_table(tree('d/routes/'), tree('d/instances/')) %}"
+    "{% for b in table.apps %}{{ b.name }} {{ b.route.hosts | join(' ') }}\n{% endfor %}"
+)
+
+
+def feed_routes(runner, routes):
+    runner.brain.remember(PrefixDependency("d/routes/"), tuple((f"d/routes/{k}", v, 1) for k, v in routes.items()))
+    runner.brain.remember(PrefixDependency("d/instances/"), ())
+
+
+def test_entries_a_check_fails_with_are_left_out_and_the_rest_renders(tmp_path, caplog):
+    # The operator's check refuses any candidate naming a forbidden host: a real command, run on each candidate.
+    runner = make_runner(tmp_path, contents=ROUTED, check="! grep -q forbidden {{candidate}}")
+    state = runner.states[0]
+    routes = {name: f'{{"hosts": ["{name}.test"]}}' for name in ("a", "b", "c", "d", "e")}
+    routes["c"] = '{"hosts": ["forbidden.test"]}'
+    routes["e"] = '{"hosts": ["e.forbidden.test"]}'
+    feed_routes(runner, routes)
+    with caplog.at_level("ERROR", logger="dockyard"):
+        assert runner.process(state) == "rendered"
+    assert (tmp_path / "out").read_text() == "app_a a.test\napp_b b.test\napp_d d.test\n"
+    left_out = [r.fields["key"] for r in caplog.records if r.getMessage().startswith("entry left out")]
+    assert left_out == ["d/routes/c", "d/routes/e"]
+    assert sorted(state.quarantine) == ["d/routes/c", "d/routes/e"]
+    assert state.last_error is None and state.check_failures == 0
+    assert "d/routes/c: skipped, the configuration check fails with it" in runner.snapshot()["templates"][0]["skipped"]
+
+    # A quarantined entry is weighed again once its value changes.
+    routes["c"] = '{"hosts": ["c.test"]}'
+    feed_routes(runner, routes)
+    assert runner.process(state) == "rendered"
+    assert (tmp_path / "out").read_text() == "app_a a.test\napp_b b.test\napp_c c.test\napp_d d.test\n"
+    assert sorted(state.quarantine) == ["d/routes/e"]
+
+
+def test_a_check_that_fails_without_any_entry_keeps_the_live_file(tmp_path):
+    runner = make_runner(tmp_path, contents=ROUTED, check="false")
+    state = runner.states[0]
+    feed_routes(runner, {"a": '{"hosts": ["a.test"]}'})
+    assert runner.process(state) == "failed"
+    assert state.check_failures == 1 and state.quarantine == {}
+    assert not (tmp_path / "out").exists()
