@@ -88,9 +88,11 @@ class ConsulClient:
         client_cert=None,
         client_key=None,
         timeout=10,
+        token_source="the token option (or CONSUL_HTTP_TOKEN)",
     ):
         self.url = url.rstrip("/")
         self.token = token
+        self.token_source = token_source
         self.datacenter = datacenter
         self.validate_certs = validate_certs
         self.ca_path = ca_path
@@ -146,6 +148,8 @@ class ConsulClient:
                 decoded = json.loads(text)
             except ValueError:
                 decoded = None
+        if status == 403:
+            raise ConsulError(self._refused(method, path, text), status=status, body=text)
         if status >= 400 and not (status == 409 and isinstance(decoded, dict)):
             raise ConsulError(
                 f"Consul answered {method} /v1/{path.lstrip('/')} with HTTP {status}: {text.strip()[:500]}",
@@ -153,6 +157,19 @@ class ConsulClient:
                 body=text,
             )
         return status, decoded, response_headers
+
+    def _refused(self, method, path, text):
+        """The message for a 403: Consul's ACLs refused the token (named by where it came from, never by value)."""
+        answer = f"HTTP 403 to {method} /v1/{path.lstrip('/')}: {text.strip()[:500]}"
+        if self.token:
+            return (
+                f"Consul refused the ACL token given in {self.token_source} ({answer}): check that the token exists"
+                " in this datacenter and that its policies grant what the task needs"
+            )
+        return (
+            f"Consul's ACLs refused a request made without a token ({answer}): give one in the token option"
+            " (or token_file, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE)"
+        )
 
     def kv_read_tree(self, prefix):
         """Every KV entry whose key starts with prefix (a list of Consul's entry objects)."""
@@ -168,6 +185,10 @@ class ConsulClient:
 
 def client_from_params(params):
     """A ConsulClient from a module's params (see CONNECTION_ARGUMENT_SPEC)."""
+    if params["token"]:
+        token_source = "the token option (or CONSUL_HTTP_TOKEN)"
+    else:
+        token_source = f"the token_file option (or CONSUL_HTTP_TOKEN_FILE), {params['token_file']}"
     return ConsulClient(
         base_url(params["address"], params["use_ssl"]),
         token=read_token(params["token"], params["token_file"]),
@@ -177,4 +198,5 @@ def client_from_params(params):
         client_cert=params["client_cert"],
         client_key=params["client_key"],
         timeout=params["timeout"],
+        token_source=token_source,
     )

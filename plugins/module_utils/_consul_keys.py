@@ -117,19 +117,28 @@ def check_value_size(key, raw, kv_max_value_size=KV_MAX_VALUE_SIZE, txn_max_req_
 
 
 def read_directory(src):
-    """{relative key: text} for every file below src; names starting with '.' are skipped."""
+    """{relative key: text} for every file below src; names starting with '.' are skipped.
+
+    A symbolic link is followed only when it resolves inside src: one that leads out of it (to /etc/shadow, a
+    key file, another checkout) is refused, naming it, before anything is sent.
+    """
     if not os.path.isdir(src):
         raise ConsulKeysError(f"src {src}: not a directory")
+    top = os.path.realpath(src)
     found = {}
     for root, dirs, files in os.walk(src):
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        for name in dirs:
+            _inside(src, top, os.path.join(root, name))
         for name in sorted(files):
             if name.startswith("."):
                 continue
             path = os.path.join(root, name)
             key = os.path.relpath(path, src).replace(os.sep, "/")
+            real = _inside(src, top, path, key)
             try:
-                with open(path, "rb") as handle:
+                descriptor = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                with os.fdopen(descriptor, "rb") as handle:
                     raw = handle.read()
             except OSError as error:
                 raise ConsulKeysError(f"key {key!r}: cannot read {path}: {error}", [key]) from error
@@ -138,6 +147,18 @@ def read_directory(src):
             except UnicodeDecodeError as error:
                 raise ConsulKeysError(f"key {key!r}: {path} is not UTF-8 text", [key]) from error
     return found
+
+
+def _inside(src, top, path, key=None):
+    """The real path of path below src; ConsulKeysError naming path when a symbolic link leads out of src."""
+    real = os.path.realpath(path)
+    if os.path.commonpath([top, real]) != top:
+        raise ConsulKeysError(
+            f"src {src}: {path} is a symbolic link to {real}, outside src; refusing to upload it"
+            " (copy the file into src, or link only within it)",
+            [key] if key else [],
+        )
+    return real
 
 
 class Desired:

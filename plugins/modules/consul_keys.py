@@ -53,6 +53,8 @@ options:
         (with V(/) separators) is the key, and its content (UTF-8 text) the value.
       - Files and directories whose name starts with V(.) are skipped.
       - A key given both here and in O(data) is an error.
+      - A symbolic link is followed only when it resolves inside this directory; one that leads out of it fails the
+        task, naming the link, before anything is sent to Consul.
     type: path
   keys:
     description:
@@ -160,6 +162,8 @@ notes:
   - A missing or weak token shows when Consul's ACLs deny the first write; the module then fails naming the keys and
     that transaction writes nothing. Consul hides keys a token may not read, so check mode without a token cannot
     tell that they exist.
+  - A token Consul does not know (HTTP 403 C(ACL not found)) fails the task with a message that names where the token
+    came from (O(token) or O(token_file), or their environment variables), never the token itself.
 seealso:
   - name: Consul transaction API
     description: The endpoint every write goes through.

@@ -29,7 +29,10 @@ attributes:
     description: Reports whether the file would change without writing it; O(validate) is not run in check mode.
   diff_mode:
     support: full
-    description: Shows the file before and after.
+    description:
+      - Shows the file before and after.
+      - When the template read a key of O(secret_keys), the diff shows only the checksums of the two versions, never
+        their text.
   idempotent:
     support: full
     description: Writes nothing when the rendered content, owner, group and mode already match.
@@ -56,9 +59,11 @@ options:
     description: Group of O(dest); the existing file's group (or the module's group for a new file) when not given.
     type: str
   mode:
-    description: Mode of O(dest), as an octal string such as V("0644"); the existing mode (V("0644") for a new file)
-      when not given.
-    type: str
+    description:
+      - Mode of O(dest), as an octal string such as V("0640"), a number (YAML C(0640) unquoted), or a symbolic mode
+        such as V(u=rw,g=r,o=); the existing mode (V("0644") for a new file) when not given.
+      - A new or replaced file is created with this mode, so it never exists with a wider one, not even for a moment.
+    type: raw
   validate:
     description:
       - A command run on the candidate file before it replaces O(dest), with V(%s) standing for the candidate's path,
@@ -87,6 +92,18 @@ options:
     description: Whether to verify Consul's TLS certificate.
     type: bool
     default: true
+  secret_keys:
+    description:
+      - Patterns (shell-style, as in C(fnmatch), matched against whole keys such as V(config/shop/db/password)) of the
+        Consul keys whose values are secret. V(*) makes every key secret.
+      - When the template reads such a key (with C(key), C(key_or_default), or C(ls)/C(tree) of a folder holding it),
+        the diff shows no file text, only checksums (the file's earlier text may hold an earlier secret that cannot
+        be recognised), and the key's value is masked wherever else it would show in the result, for example in the
+        output of O(validate).
+      - The task keyword C(diff) set to V(false) hides the diff whatever the keys.
+    type: list
+    elements: str
+    default: []
 seealso:
   - name: The renderer
     description: The daemon that keeps templates rendered, with quiescence, checks and reload commands.
@@ -113,6 +130,8 @@ EXAMPLES = r"""
     group: root
     mode: "0640"
     token: "{{ consul_read_token }}"
+    secret_keys:
+      - config/shop/db/*
 """
 
 RETURN = r"""
@@ -135,7 +154,12 @@ dependencies:
 """
 
 # Imports follow the documentation, as ansible-test validate-modules requires.
+import fnmatch
 import hashlib
+import os
+import re
+import ssl
+import stat
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -144,6 +168,9 @@ from ansible.module_utils.common.text.converters import to_native
 try:
     from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import ConsulClient, ConsulError
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import config as renderer_config
+    from ansible_collections.dockyard.platform.plugins.module_utils.renderer import (
+        dependencies as renderer_dependencies,
+    )
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import render as renderer_files
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import template as renderer_template
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer.brain import Brain
@@ -151,6 +178,15 @@ try:
     ENGINE_IMPORT_ERROR = None
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
+
+
+# The TLS options, the engine's setting each one fills, and the environment variable it falls back to.
+TLS_OPTIONS = {
+    "ca_path": ("ca_file", "CONSUL_CACERT"),
+    "client_cert": ("cert_file", "CONSUL_CLIENT_CERT"),
+    "client_key": ("key_file", "CONSUL_CLIENT_KEY"),
+}
+OCTAL_MODE = "^[0-7]{1,4}$"
 
 
 class OneShotRender:
@@ -161,6 +197,7 @@ class OneShotRender:
         params = module.params
         self.dest = params["dest"]
         self.template = renderer_template.Template("render", self._source())
+        self.secret_keys = []  # keys of secret_keys the template read
         consul = {
             "address": params["consul_address"],
             "scheme": params["consul_scheme"],
@@ -171,7 +208,20 @@ class OneShotRender:
             "verify": params["validate_certs"],
         }
         settings = renderer_config.parse_consul({name: value for name, value in consul.items() if value is not None})
-        self.client = ConsulClient(settings)
+        renderer_config.check_files(settings, self._tls_names())
+        try:
+            self.client = ConsulClient(settings)
+        except (ssl.SSLError, OSError) as error:
+            given = [option for option, (setting, _env) in TLS_OPTIONS.items() if getattr(settings, setting)]
+            module.fail_json(msg="cannot load the TLS files of {}: {}".format(", ".join(given), to_native(error)))
+
+    def _tls_names(self):
+        """The name to report for each TLS setting: the option, and the variable it came from if it did."""
+        names = {}
+        for option, (setting, variable) in TLS_OPTIONS.items():
+            from_environment = self.module.params[option] is None and os.environ.get(variable)
+            names[setting] = f"{option} (from {variable})" if from_environment else option
+        return names
 
     def _source(self):
         if self.module.params["content"] is not None:
@@ -184,6 +234,21 @@ class OneShotRender:
                 msg="cannot read the template {}: {}".format(self.module.params["src"], to_native(error))
             )
 
+    def _remember_secrets(self, dependency, data):
+        """Masks the values of secret keys among data in everything the module returns."""
+        if isinstance(dependency, renderer_dependencies.KeyDependency):
+            pairs = [(dependency.path, data)]
+        elif isinstance(dependency, renderer_dependencies.PrefixDependency):
+            pairs = [(entry[0], entry[1]) for entry in data or ()]
+        else:
+            pairs = []
+        for key, value in pairs:
+            if any(fnmatch.fnmatchcase(key, pattern) for pattern in self.module.params["secret_keys"]):
+                if key not in self.secret_keys:
+                    self.secret_keys.append(key)
+                if value:
+                    self.module.no_log_values.add(value)
+
     def execute(self):
         brain = Brain()
         for _attempt in range(50):
@@ -192,8 +257,19 @@ class OneShotRender:
                 return execution
             for dependency in execution.unfetched:
                 data, _index = dependency.fetch(self.client)
+                self._remember_secrets(dependency, data)
                 brain.remember(dependency, data)
         self.module.fail_json(msg="the template kept discovering new Consul reads; gave up after 50 rounds")
+
+    def _diff(self, live, contents, output):
+        diff = {"before_header": self.dest, "after_header": self.dest}
+        if not self.secret_keys:
+            before = "" if live.contents is None else live.contents.decode("utf-8", "replace")
+            return dict(diff, before=before, after=output)
+        note = "# text hidden: the template reads secret keys ({}); sha1 {}\n"
+        keys = ", ".join(sorted(self.secret_keys))
+        before = "" if live.contents is None else note.format(keys, hashlib.sha1(live.contents).hexdigest())
+        return dict(diff, before=before, after=note.format(keys, hashlib.sha1(contents).hexdigest()))
 
     def run(self):
         module = self.module
@@ -210,12 +286,7 @@ class OneShotRender:
         changed = renderer_files.would_render(contents, live)
         result = {"dest": self.dest, "dependencies": dependencies, "checksum": hashlib.sha1(contents).hexdigest()}
         if module._diff:
-            result["diff"] = {
-                "before_header": self.dest,
-                "after_header": self.dest,
-                "before": "" if live.contents is None else live.contents.decode("utf-8", "replace"),
-                "after": execution.output,
-            }
+            result["diff"] = self._diff(live, contents, execution.output)
         if changed and not module.check_mode:
             self._write(contents, live)
         file_args = {
@@ -231,9 +302,19 @@ class OneShotRender:
         changed = module.set_fs_attributes_if_different(file_args, changed)
         return dict(result, changed=changed)
 
+    def _mode(self, live):
+        """The candidate's mode as a number: mode itself, or a symbolic mode applied to the live (or 0644) mode."""
+        mode = self.module.params["mode"]
+        if mode is None or isinstance(mode, int):
+            return mode
+        if re.match(OCTAL_MODE + r"\Z", mode):
+            return int(mode, 8)
+        base = os.stat_result((stat.S_IFREG | (0o644 if live.mode is None else live.mode),) + (0,) * 9)
+        return self.module._symbolic_mode_to_octal(base, mode)
+
     def _write(self, contents, live):
         module = self.module
-        mode = int(module.params["mode"], 8) if module.params["mode"] else None
+        mode = self._mode(live)
         try:
             candidate = renderer_files.write_candidate(
                 self.dest, contents, mode, module.params["owner"], module.params["group"], live
@@ -252,6 +333,25 @@ class OneShotRender:
             renderer_files.discard(candidate)
 
 
+def _check_mode_option(module):
+    """Fails unless mode is a number, an octal string or a symbolic mode (checked on a stand-in file)."""
+    mode = module.params["mode"]
+    if mode is None or (isinstance(mode, int) and not isinstance(mode, bool)):
+        if mode is not None and not 0 <= mode <= 0o7777:
+            module.fail_json(msg=f"mode must be between 0 and 07777, got {mode:o}")
+        return
+    if not isinstance(mode, str):
+        module.fail_json(msg=f"mode must be an octal string such as 0644 or a symbolic mode, got {mode!r}")
+    if re.match(OCTAL_MODE + r"\Z", mode):
+        return
+    try:
+        module._symbolic_mode_to_octal(os.stat_result((stat.S_IFREG | 0o644,) + (0,) * 9), mode)
+    except ValueError:
+        module.fail_json(
+            msg=f"mode must be an octal string such as 0644 or a symbolic mode such as u=rw,g=r, got {mode}"
+        )
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -260,7 +360,7 @@ def main():
             dest=dict(type="path", required=True),
             owner=dict(type="str"),
             group=dict(type="str"),
-            mode=dict(type="str"),
+            mode=dict(type="raw"),
             validate=dict(type="str"),
             consul_address=dict(type="str"),
             consul_scheme=dict(type="str", choices=["http", "https"]),
@@ -269,6 +369,7 @@ def main():
             client_cert=dict(type="path"),
             client_key=dict(type="path", no_log=False),
             validate_certs=dict(type="bool", default=True),
+            secret_keys=dict(type="list", elements="str", default=[], no_log=False),
         ),
         mutually_exclusive=[("src", "content")],
         required_one_of=[("src", "content")],
@@ -281,9 +382,7 @@ def main():
         module.fail_json(msg=missing_required_lib("jinja2 (Debian package python3-jinja2)"))
     if module.params["validate"] and "%s" not in module.params["validate"]:
         module.fail_json(msg="validate must contain %s, the candidate file's path")
-    mode = module.params["mode"]
-    if mode is not None and (not mode.isdigit() or any(digit > "7" for digit in mode)):
-        module.fail_json(msg=f"mode must be an octal string such as 0644, got {mode}")
+    _check_mode_option(module)
     try:
         renderer = OneShotRender(module)
         module.exit_json(**renderer.run())

@@ -251,6 +251,44 @@ def test_a_missing_token_fails_naming_the_keys_and_writes_nothing(consul_acl_age
     assert run(capsys, {**args, "token": MASTER_TOKEN})["changed"] is False
 
 
+def test_a_symlink_out_of_src_fails_naming_it_before_any_request(consul_agent, proxy, prefix, capsys, tmp_path):
+    src = tmp_path / "config"
+    src.mkdir()
+    (src / "motd").write_text("hello\n")
+    secret = tmp_path / "deploy-key"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (src / "key").symlink_to(secret)
+    result = run(capsys, {"prefix": prefix, "src": str(src), "address": proxy.address})
+    assert result["failed"] is True
+    assert f"{src}/key is a symbolic link to {secret}, outside src" in result["msg"]
+    assert "PRIVATE KEY" not in json.dumps(result)
+    assert proxy.requests == []
+    assert consul_agent.keys(prefix + "/") == []
+
+
+@pytest.mark.parametrize("given", ["token", "token_file"])
+def test_a_refused_token_fails_naming_the_token_option_and_not_its_value(
+    consul_acl_agent, prefix, capsys, tmp_path, monkeypatch, given
+):
+    for variable in ("CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    consul_acl_agent.put(f"{prefix}/a", "0")
+    bad = "11111111-2222-4333-8444-555555555555"
+    args = {"prefix": prefix, "data": {"a": "1"}, "address": consul_acl_agent.address}
+    if given == "token":
+        args["token"] = bad
+    else:
+        (tmp_path / "token").write_text(bad + "\n")
+        args["token_file"] = str(tmp_path / "token")
+    result = run(capsys, args)
+    assert result["failed"] is True
+    assert result["status"] == 403
+    assert f"Consul refused the ACL token given in the {given} option" in result["msg"]
+    assert "HTTP 403" in result["msg"]
+    assert bad not in json.dumps(result)
+    assert consul_acl_agent.get(f"{prefix}/a") == b"0"
+
+
 def test_through_ansible_playbook_with_environment_fallback_diff_and_secrets(consul_acl_agent, prefix, tmp_path):
     consul_acl_agent.delete_tree(prefix)
     playbook = tmp_path / "seed.yml"

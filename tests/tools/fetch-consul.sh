@@ -23,4 +23,5 @@ apt-get -qq "${apt_opts[@]}" update
 (cd "$work" && apt-get -qq "${apt_opts[@]}" download consul)
 dpkg-deb -x "$work"/consul_*.deb "$work/root"
 install -m 0755 "$work/root/usr/bin/consul" "$dest/consul"
-"$dest/consul" version | head -1
+# sed reads all of it (head would leave, and SIGPIPE fail the script under pipefail).
+"$dest/consul" version | sed -n 1p

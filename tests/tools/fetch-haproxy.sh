@@ -36,7 +36,8 @@ apt-get -qq "${apt_opts[@]}" update
 wanted=(haproxy)
 for package in liblua5.3-0 libopentracing-c-wrapper0 libopentracing1 libstdc++6 libpcre2-8-0 libssl3 libcrypt1 \
     libsystemd0 zlib1g; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    # grep without -q reads to the end: under pipefail an early exit would SIGPIPE dpkg-query.
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -F "install ok installed" >/dev/null; then
         wanted+=("$package")
     fi
 done
@@ -53,4 +54,5 @@ cat >"$dest/haproxy" <<EOF
 LD_LIBRARY_PATH="$libs\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "$root/usr/sbin/haproxy" "\$@"
 EOF
 chmod 0755 "$dest/haproxy"
-"$dest/haproxy" -v | head -1
+# sed reads all of it (head would leave, and SIGPIPE fail the script under pipefail).
+"$dest/haproxy" -v | sed -n 1p

@@ -142,7 +142,8 @@ def test_nothing_restarted_since_the_first_converge(host):
 
 
 def test_bad_input_stops_the_roles_before_any_change(node_a):
-    before = node_a.check_output("sha256sum /etc/docker/daemon.json /etc/docker/registry/config.yml")
+    files = "/etc/docker/daemon.json /etc/docker/registry/config.yml /etc/systemd/system/docker-prune.*"
+    before = node_a.check_output(f"sha256sum {files}")
     run = subprocess.run(
         [
             "ansible-playbook",
@@ -156,10 +157,20 @@ def test_bad_input_stops_the_roles_before_any_change(node_a):
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    for variable in ("docker_host_log_driver", "docker_host_live_restore", "registry_users", "docker_host_registries"):
+    for variable in (
+        "docker_host_log_driver",
+        "docker_host_live_restore",
+        "registry_users",
+        "docker_host_registries",
+        "docker_host_prune_age",
+        "docker_host_prune_schedule",
+        "docker_host_daemon_extra.hosts",
+        "docker_host_daemon_extra.tlsverify",
+    ):
         assert f"BAD-INPUT {variable}:" in output, output
     assert "lab-only-pusher-secret" not in output
     recap = [line for line in output.splitlines() if line.startswith("node-a")]
     assert recap and "changed=0" in recap[-1], output
-    assert node_a.check_output("sha256sum /etc/docker/daemon.json /etc/docker/registry/config.yml") == before
+    assert node_a.check_output(f"sha256sum {files}") == before
+    assert not node_a.file("/tmp/bad-input-pwned").exists
     test_nothing_restarted_since_the_first_converge(node_a)

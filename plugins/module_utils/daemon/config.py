@@ -49,6 +49,15 @@ def log_level(value: Any) -> str:
     return level
 
 
+def readable_file(path: str, name: str) -> None:
+    """Raises ConfigError naming the setting unless path is a file this process can open for reading."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot read {path}: {error.strerror}") from None
+
+
 def read_json(path: str) -> Any:
     """The decoded JSON document at path; ConfigError when it cannot be read or decoded."""
     try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..daemon.config import ConfigError, duration, log_level, only, read_json
 from ..daemon.consul import ConsulSettings
+from ..daemon.routing import RouteError, node_instances_prefix, parse_address, parse_name
 
 # Consul refuses session TTLs outside [10s, 24h] and may take up to twice the TTL to invalidate a session.
 CONSUL_MIN_TTL = 10.0
@@ -27,11 +28,6 @@ MAX_SESSION_TTL = 2 * CONSUL_MAX_TTL
 
 _KEYS = ("consul", "node", "address", "kv_prefix", "session_ttl", "resync_interval", "docker_url", "log_level")
 _CONSUL_KEYS = ("address", "scheme", "token", "ca_file", "cert_file", "key_file")
-
-
-def safe_segment(value: str) -> bool:
-    """Whether value can be one segment of a KV key: not empty, no '/', no whitespace or control characters."""
-    return bool(value) and value not in (".", "..") and not any(char == "/" or char.isspace() for char in value)
 
 
 def consul_ttl(session_ttl: float) -> float:
@@ -77,7 +73,8 @@ class Config:
 
     @property
     def instances_prefix(self) -> str:
-        return f"{self.kv_prefix}instances/"
+        """Every key this node's registrator writes, and all its token may write: <prefix>instances/<node>/."""
+        return node_instances_prefix(self.kv_prefix, self.node)
 
 
 def _text(raw: dict, name: str, where: str, default: str = "") -> str:
@@ -116,11 +113,17 @@ def parse(raw: Any) -> Config:
     node = _text(raw, "node", "node")
     if not node:
         raise ConfigError("node is required (the node's name in instance keys)")
-    if not safe_segment(node):
-        raise ConfigError(f"node: {node!r} cannot be a key segment (no '/', no whitespace)")
+    try:
+        parse_name(node, "node")
+    except RouteError as error:
+        raise ConfigError(f"{error} (the node's name in instance keys)") from None
     address = _text(raw, "address", "address").strip()
     if not address:
         raise ConfigError("address is required (the node's routable address that routers connect to)")
+    try:
+        address = parse_address(address, "address")
+    except RouteError as error:
+        raise ConfigError(f"{error} (every instance's addr: the routers refuse any other)") from None
     prefix = _text(raw, "kv_prefix", "kv_prefix", "dockyard/")
     if prefix.startswith("/") or "//" in prefix or any(char.isspace() for char in prefix):
         raise ConfigError(f"kv_prefix: {prefix!r} is not a usable key prefix")

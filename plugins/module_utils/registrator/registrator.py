@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 
-from ..daemon import logs
+from ..daemon import logs, routing
 from ..daemon.consul import ConsulClient, ConsulError
 from ..daemon.retry import backoff_delay
 from . import instances
@@ -80,15 +80,14 @@ class Registrator:
         config = self.config
         ttl = go_duration(config.consul_ttl)
         failures = 0
-        first = True
+        predecessors = True  # an earlier run's sessions are still to be replaced
         while not self._stop.is_set():
             wait = config.renew_interval
             try:
                 if self.session is None:
                     session = self.client.session_create(config.session_name, ttl)
-                    if first:
-                        self._replace_predecessors(session)
-                        first = False
+                    if predecessors:
+                        predecessors = not self._replace_predecessors(session)
                     with self._lock:
                         self.session = session
                     logs.event(logging.INFO, "session created", session=session, ttl=ttl, node=config.node)
@@ -102,6 +101,9 @@ class Registrator:
                     with self._lock:
                         self.session = None
                     wait = 0
+                elif predecessors and self._replace_predecessors(self.session):
+                    predecessors = False
+                    self.request_resync("an earlier run's sessions replaced")
                 if failures:
                     logs.event(logging.INFO, "consul answers again", after_failures=failures)
                 failures = 0
@@ -118,13 +120,19 @@ class Registrator:
                 )
             self._stop.wait(wait)
 
-    def _replace_predecessors(self, session: str) -> None:
-        """Destroys sessions of an earlier run on this node (a crash or a hard kill), so their keys go now."""
+    def _replace_predecessors(self, session: str) -> bool:
+        """Destroys sessions of an earlier run on this node (a crash or a hard kill), so their keys go now.
+
+        This is also the upgrade path from the old key layout (<prefix>instances/<app>/<node>/<task>): every
+        key an earlier run wrote, in either layout, is held by its session (Behavior delete), so Consul deletes
+        them with it, and the node's token needs no right outside <prefix>instances/<node>/ to clean up.
+        False when the sessions could not be listed (the keeper tries again).
+        """
         try:
             found = self.client.session_list()
         except ConsulError as error:
-            logs.event(logging.WARNING, "cannot list sessions to replace an earlier run's", error=error)
-            return
+            logs.event(logging.WARNING, "cannot list sessions to replace an earlier run's, will retry", error=error)
+            return False
         for entry in found:
             if entry.get("Name") == self.config.session_name and entry.get("ID") != session:
                 try:
@@ -134,6 +142,7 @@ class Registrator:
                     logs.event(
                         logging.WARNING, "cannot destroy an earlier run's session", session=entry["ID"], error=error
                     )
+        return True
 
     # -- the event follower ------------------------------------------------------------
     def _follow_events(self) -> None:
@@ -189,6 +198,11 @@ class Registrator:
         if session is None:
             return "idle"  # the keeper resyncs once it has a session
         key = instance.key(self.config.kv_prefix)
+        try:
+            instance = routing.validated(instance)  # the routers' gate, at the source: nothing they refuse is written
+        except routing.RouteError as error:
+            logs.event(logging.ERROR, "instance refused, not written", container=container_id[:12], error=error)
+            return "refused"
         try:
             acquired = self.client.kv_acquire(key, instance.value(), session)
         except ConsulError as error:
@@ -305,6 +319,7 @@ class Registrator:
         self.stopping &= running_ids
         self._reported = {mark for mark in self._reported if mark[0] in running_ids}
         try:
+            # Only this node's prefix: all its token may read or write.
             current = instances.owned(
                 self.client.kv_recurse(self.config.instances_prefix), self.config.kv_prefix, self.config.node
             )

@@ -60,8 +60,8 @@ def test_bad_routes_and_instances_are_skipped_with_a_logged_error(router, backen
     proxy.put_route("impossible", {"hosts": ["impossible.test"], "service_port": 70000})
     proxy.put_route("typo", {"hosts": ["typo.test"], "helth": {"path": "/"}})
     proxy.put_route("thief", {"hosts": ["alpha.test"]})  # alpha (earlier by name) keeps the host
-    proxy.consul.put(f"{proxy.prefix}instances/alpha/node2/bad", "not json")
-    proxy.consul.put(f"{proxy.prefix}instances/alpha/node3/noaddr", '{"port": 80}')
+    proxy.consul.put(f"{proxy.prefix}instances/node2/alpha/bad", "not json")
+    proxy.consul.put(f"{proxy.prefix}instances/node3/alpha/noaddr", '{"port": 80}')
     proxy.put_route("zulu", {"hosts": ["zulu.test"]})  # a good route after the bad ones still renders
     proxy.wait_rendered(lambda text: "backend app_zulu" in text, what="zulu despite the bad routes")
 

@@ -4,8 +4,10 @@ import base64
 import json
 import time
 import urllib.error
+import uuid
 from pathlib import Path
 
+from ansible_collections.dockyard.platform.plugins.module_utils.daemon import routing
 from support.engine_process import REGISTRATOR_CLI, EngineProcess
 from support.waiting import wait_for
 
@@ -36,7 +38,8 @@ class Kv:
         self.node = node
 
     def key(self, app: str, task: str, node: str | None = None) -> str:
-        return f"{self.prefix}instances/{app}/{node or self.node}/{task}"
+        """The instance key in the routing module's layout: <prefix>instances/<node>/<app>/<task>."""
+        return routing.instance_key(self.prefix, node or self.node, app, task)
 
     def entry(self, key: str):
         """The key's entry (Value decoded, Session) or None."""
@@ -77,11 +80,19 @@ def host_port(container, port: int = 8080) -> int:
 
 
 def task_of(container) -> str:
-    return container.labels.get("com.docker.swarm.task.id") or container.id
+    return container.labels["com.docker.swarm.task.id"]
+
+
+def swarm_labels(task: str | None = None) -> dict:
+    """The labels Swarm puts on a task's container (the registrator registers nothing else): IDs of 25 characters."""
+    return {
+        "com.docker.swarm.service.id": "svc" + uuid.uuid4().hex[:22],
+        "com.docker.swarm.task.id": task or "tsk" + uuid.uuid4().hex[:22],
+    }
 
 
 def app_labels(app="web", port="8080", version="1.0.0", **extra):
-    """The Dockyard labels of an app task (extra: more labels, for example a track)."""
-    labels = {"org.dockyard.app": app, "org.dockyard.port": port, "org.dockyard.version": version}
+    """The labels of a Swarm task of a Dockyard app (extra: more labels, for example a track; None drops one)."""
+    labels = {"org.dockyard.app": app, "org.dockyard.port": port, "org.dockyard.version": version, **swarm_labels()}
     labels.update(extra)
-    return labels
+    return {key: value for key, value in labels.items() if value is not None}

@@ -3,7 +3,7 @@ happened meanwhile; when its session is invalidated it creates a new one and reg
 
 import time
 
-from registrator_helpers import app_labels, wait_for
+from registrator_helpers import app_labels, task_of, wait_for
 
 
 def test_outage_then_invalidated_session(consul_private_agent, registrator, containers):
@@ -12,7 +12,7 @@ def test_outage_then_invalidated_session(consul_private_agent, registrator, cont
     wait_for(kv.session, 10, what="the registrator's session")
     before, gone = containers(labels=app_labels("web")), containers(labels=app_labels("web"))
     for container in (before, gone):
-        wait_for(lambda c=container: kv.entry(kv.key("web", c.id)), 2, what=f"{container.name} registered")
+        wait_for(lambda c=container: kv.entry(kv.key("web", task_of(c))), 2, what=f"{container.name} registered")
 
     agent.stop()
     gone.kill()
@@ -21,7 +21,7 @@ def test_outage_then_invalidated_session(consul_private_agent, registrator, cont
     assert daemon.alive()
     agent.start()
 
-    expected = sorted(kv.key("web", container.id) for container in (before, during))
+    expected = sorted(kv.key("web", task_of(container)) for container in (before, during))
     wait_for(lambda: sorted(kv.keys()) == expected, 10, 0.1, what="the registrator to catch up after the outage")
     assert daemon.alive()
 

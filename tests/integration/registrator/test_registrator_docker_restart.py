@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from registrator_helpers import app_labels, wait_for
+from registrator_helpers import app_labels, task_of, wait_for
 
 
 def engine_socket() -> Path:
@@ -82,17 +82,17 @@ def test_engine_restart_reconnects_and_resyncs(consul_agent, registrator, contai
         daemon, kv = registrator(consul_agent, docker_url=f"tcp://127.0.0.1:{proxy.port}")
         wait_for(kv.session, 10, what="the registrator's session")
         gone = containers(labels=app_labels("web"))
-        wait_for(lambda: kv.entry(kv.key("web", gone.id)), 2, what="registration through the proxy")
+        wait_for(lambda: kv.entry(kv.key("web", task_of(gone))), 2, what="registration through the proxy")
 
         proxy.down()
         gone.kill()  # the registrator cannot see this event
         started = containers(labels=app_labels("web"))
         time.sleep(1.5)
-        assert kv.entry(kv.key("web", gone.id)) is not None, "blind: nothing changes while the engine is away"
+        assert kv.entry(kv.key("web", task_of(gone))) is not None, "blind: nothing changes while the engine is away"
         assert daemon.alive()
 
         proxy.up()
-        expected = [kv.key("web", started.id)]
+        expected = [kv.key("web", task_of(started))]
         wait_for(lambda: kv.keys() == expected, 8, 0.05, what="a resync once the engine answers again")
         assert "docker event stream" in daemon.log()
     finally:

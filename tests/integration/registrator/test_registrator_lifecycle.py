@@ -1,8 +1,11 @@
 """Must show: SIGTERM destroys the session so the node's instances vanish at once (exit 0); a hard kill leaves
-them to the session's TTL, and they vanish within session_ttl (+3 s of slack)."""
+them to the session's TTL, and they vanish within session_ttl (+3 s of slack); an upgraded registrator removes
+the old key layout (<prefix>instances/<app>/<node>/<task>) a hard-killed old run left behind, at once."""
+
+import json
 
 import pytest
-from registrator_helpers import app_labels, timed, wait_for
+from registrator_helpers import app_labels, task_of, timed, wait_for
 
 SESSION_TTL = 20
 
@@ -11,7 +14,7 @@ def test_sigterm_destroys_the_session_and_the_instances_go_at_once(consul_agent,
     daemon, kv = registrator(consul_agent)
     wait_for(kv.session, 10, what="the registrator's session")
     web = containers(labels=app_labels("web"))
-    wait_for(lambda: kv.entry(kv.key("web", web.id)), 2, what="registration")
+    wait_for(lambda: kv.entry(kv.key("web", task_of(web))), 2, what="registration")
 
     assert daemon.stop() == 0
     assert kv.sessions() == []
@@ -27,7 +30,7 @@ def test_hard_kill_instances_vanish_within_session_ttl(consul_agent, registrator
     assert ttl == f"{SESSION_TTL // 2}s", "Consul may take twice the TTL: the session gets half of session_ttl"
     assert consul_agent.request("GET", f"/v1/session/info/{session}")[0][0]["LockDelay"] == 0
     web = containers(labels=app_labels("web"))
-    wait_for(lambda: kv.entry(kv.key("web", web.id)), 2, what="registration")
+    wait_for(lambda: kv.entry(kv.key("web", task_of(web))), 2, what="registration")
 
     daemon.kill()
     assert kv.keys() != [], "a hard kill cleans nothing up"
@@ -41,12 +44,31 @@ def test_restart_after_a_crash_replaces_the_old_session_and_resyncs(consul_agent
     old_session = wait_for(kv.session, 10, what="the first run's session")
     gone, kept = containers(labels=app_labels("web")), containers(labels=app_labels("web"))
     for container in (gone, kept):
-        wait_for(lambda c=container: kv.entry(kv.key("web", c.id)), 2, what=f"{container.name} registered")
+        wait_for(lambda c=container: kv.entry(kv.key("web", task_of(c))), 2, what=f"{container.name} registered")
     first.kill()
     gone.remove(force=True)  # while no registrator runs: nobody sees its events
 
     second, _kv = registrator(consul_agent, name="second")
     wait_for(lambda: kv.session() not in (None, old_session), 10, what="a new session replacing the old one")
-    wait_for(lambda: kv.keys() == [kv.key("web", kept.id)], 3, what="the stale key gone and the live one kept")
-    assert kv.entry(kv.key("web", kept.id))["Session"] == kv.session()
+    wait_for(lambda: kv.keys() == [kv.key("web", task_of(kept))], 3, what="the stale key gone and the live one kept")
+    assert kv.entry(kv.key("web", task_of(kept)))["Session"] == kv.session()
     assert "destroyed the session of an earlier run" in second.log()
+
+
+def test_an_upgraded_registrator_removes_the_old_layouts_keys_of_its_node_at_once(consul_agent, registrator, names):
+    """A hard-killed registrator of the old layout left keys the routers would read as node=<app>: the new run
+    destroys the old run's session (named for this node), and Consul deletes every key it held."""
+    node, prefix = names["node"], names["kv_prefix"]
+    old_session = consul_agent.request(
+        "PUT",
+        "/v1/session/create",
+        json.dumps({"Name": f"dockyard-registrator {node}", "TTL": "600s", "Behavior": "delete"}).encode(),
+    )[0]["ID"]
+    old_key = f"{prefix}instances/web/{node}/t-old"
+    value = json.dumps({"addr": "192.0.2.10", "port": 1, "version": "0", "track": "stable"})
+    assert consul_agent.request("PUT", f"/v1/kv/{old_key}?acquire={old_session}", value.encode())[0] is True
+
+    daemon, kv = registrator(consul_agent)
+    timed(lambda: consul_agent.get(old_key) is None, 5, "the old layout's key to go with the old session")
+    assert old_session not in kv.sessions()
+    assert "destroyed the session of an earlier run" in daemon.log()

@@ -1,5 +1,6 @@
-"""Must show: a labelled container appears in Consul within 2 s, under the node's session, with the right value;
-an unlabelled or mislabelled one never does; kill and stop remove the key within 1 s; a HEALTHCHECK gates it."""
+"""Must show: a labelled Swarm task appears in Consul within 2 s, under the node's session, with the right value;
+an unlabelled or mislabelled one, or a plain container wearing the app label, never does;
+kill and stop remove the key within 1 s; a HEALTHCHECK gates it."""
 
 import threading
 import time
@@ -13,7 +14,7 @@ def test_labelled_container_appears_under_the_session(consul_agent, registrator,
     plain = containers(labels={"purpose": "not an app"})
     started = time.monotonic()
     web = containers(labels=app_labels("web", version="2.3.1"))
-    key = kv.key("web", web.id)
+    key = kv.key("web", task_of(web))
     elapsed = timed(lambda: kv.entry(key), 2 - (time.monotonic() - started), f"{key} to appear")
     print(f"registered in {elapsed:.2f}s after docker run returned")
     entry = kv.entry(key)
@@ -36,6 +37,12 @@ def test_swarm_task_id_canary_track_and_bad_labels(consul_agent, registrator, co
         "unpublished": containers(labels=app_labels("api"), publish=False),
         "track": containers(labels=app_labels("api", **{"org.dockyard.track": "beta"})),
         "app": containers(labels=app_labels("a/b")),
+        # A plain `docker run --label org.dockyard.app=api`: not a task of a Swarm service.
+        "swarm": containers(
+            labels=app_labels("api", **{"com.docker.swarm.service.id": None, "com.docker.swarm.task.id": None})
+        ),
+        # What the routers' gate refuses is refused at the source.
+        "version": containers(labels=app_labels("api", version="9\nserver evil 10.9.9.9:80")),
     }
     key = kv.key("api", "t4sk1d")
     wait_for(lambda: kv.entry(key), 2, what=f"{key} to appear")
@@ -53,12 +60,15 @@ def test_swarm_task_id_canary_track_and_bad_labels(consul_agent, registrator, co
         "port": "label org.dockyard.port='http' is not a TCP port",
         "unpublished": "8080/tcp is not published on the host",
         "track": "label org.dockyard.track='beta' is not stable or canary",
-        "app": "label org.dockyard.app='a/b' cannot be a key segment",
+        "app": "label org.dockyard.app='a/b' is not an app name",
+        "swarm": "not a Swarm service's task",
+        "version": "the routers would refuse its instance",
     }
     for case, container in bad.items():
         errors = daemon.log_lines("level=error", "container skipped", container.name)
         assert len(errors) == 1, f"{case}: expected one error naming {container.name}, got {errors}"
         assert expected[case] in errors[0]
+    assert "version: expected an image tag" in daemon.log_lines("container skipped", bad["version"].name)[0]
     assert daemon.alive()
 
 
@@ -67,18 +77,18 @@ def test_kill_and_stop_remove_the_key_within_a_second(consul_agent, registrator,
     wait_for(kv.session, 10, what="the registrator's session")
     killed, stopped = containers(labels=app_labels("web")), containers(labels=app_labels("web"))
     for container in (killed, stopped):
-        wait_for(lambda c=container: kv.entry(kv.key("web", c.id)), 2, what=f"{container.name} registered")
+        wait_for(lambda c=container: kv.entry(kv.key("web", task_of(c))), 2, what=f"{container.name} registered")
 
     started = time.monotonic()
     killed.kill()
-    elapsed = timed(lambda: kv.entry(kv.key("web", killed.id)) is None, 1 - (time.monotonic() - started), "kill")
+    elapsed = timed(lambda: kv.entry(kv.key("web", task_of(killed))) is None, 1 - (time.monotonic() - started), "kill")
     print(f"docker kill: key gone {elapsed:.2f}s after the kill returned")
 
     # sleep as PID 1 ignores SIGTERM: docker stop waits its timeout, but the key must go on the kill event.
     stopper = threading.Thread(target=stopped.stop, kwargs={"timeout": 5})
     started = time.monotonic()
     stopper.start()
-    timed(lambda: kv.entry(kv.key("web", stopped.id)) is None, 1, "the key of a stopping container to go")
+    timed(lambda: kv.entry(kv.key("web", task_of(stopped))) is None, 1, "the key of a stopping container to go")
     print(f"docker stop: key gone {time.monotonic() - started:.2f}s after the stop began")
     assert stopper.is_alive(), "the key went while the container was still stopping"
     stopper.join()
@@ -92,7 +102,7 @@ def test_healthcheck_gates_registration(consul_agent, registrator, containers):
         labels=app_labels("web"),
         healthcheck={"test": ["CMD", "test", "-e", "/tmp/healthy"], "interval": 200_000_000, "retries": 1},
     )
-    key = kv.key("web", web.id)
+    key = kv.key("web", task_of(web))
     wait_for(lambda: web.reload() or web.attrs["State"]["Health"]["Status"] == "unhealthy", 10, what="unhealthy")
     assert kv.entry(key) is None, "an unhealthy container must not be registered"
 

@@ -1,14 +1,14 @@
 """Must show: the periodic resync deletes keys the node owns that nothing runs for, adds what runs but is
 missing, re-acquires a key written without its session, and leaves other nodes' keys alone."""
 
-from registrator_helpers import app_labels, wait_for
+from registrator_helpers import app_labels, task_of, wait_for
 
 
 def test_resync_removes_stale_and_restores_missing_keys(consul_agent, registrator, containers):
     _daemon, kv = registrator(consul_agent, resync_interval="1s")
     session = wait_for(kv.session, 10, what="the registrator's session")
     web = containers(labels=app_labels("web"))
-    key = kv.key("web", web.id)
+    key = kv.key("web", task_of(web))
     wait_for(lambda: kv.entry(key), 2, what="registration")
 
     stale = kv.key("web", "no-such-task")

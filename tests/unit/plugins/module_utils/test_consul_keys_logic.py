@@ -136,6 +136,39 @@ def test_a_binary_file_is_refused_naming_the_key(tmp_path):
         ck.read_directory(str(tmp_path))
 
 
+@pytest.mark.parametrize("kind", ["file", "directory", "dangling", "chain"])
+def test_a_symlink_leading_out_of_src_is_refused_naming_it(tmp_path, kind):
+    src, outside = tmp_path / "src", tmp_path / "outside"
+    src.mkdir()
+    outside.mkdir()
+    (outside / "id_rsa").write_text("PRIVATE KEY")
+    (src / "ok").write_text("1")
+    link = src / "leak"
+    if kind == "file":
+        link.symlink_to(outside / "id_rsa")
+    elif kind == "directory":
+        link.symlink_to(outside)
+    elif kind == "dangling":
+        link.symlink_to(outside / "not-yet")
+    else:  # a link inside src that points at a link out of it
+        (src / "hop").symlink_to(outside / "id_rsa")
+        link.symlink_to(src / "hop")
+    with pytest.raises(ck.ConsulKeysError) as raised:
+        ck.read_directory(str(src))
+    assert f"{src}/" in str(raised.value)
+    assert "is a symbolic link to" in str(raised.value)
+    assert "outside src" in str(raised.value)
+    assert "PRIVATE KEY" not in str(raised.value)
+
+
+def test_a_symlink_within_src_is_read(tmp_path):
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "host").write_text("db1")
+    (tmp_path / "host").symlink_to(tmp_path / "db" / "host")
+    (tmp_path / "relative").symlink_to("db/host")
+    assert ck.read_directory(str(tmp_path)) == {"db/host": "db1", "host": "db1", "relative": "db1"}
+
+
 # --- plans and batches -----------------------------------------------------
 
 

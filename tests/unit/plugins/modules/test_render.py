@@ -1,8 +1,10 @@
 """dockyard.platform.render driven through main(), over a fake Consul HTTP client."""
 
 import base64
+import hashlib
 import importlib
 import json
+import os
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -10,7 +12,13 @@ from ansible.module_utils.testing import patch_module_args
 render = importlib.import_module("ansible_collections.dockyard.platform.plugins.modules.render")
 consul = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul")
 
-KV = {"app/name": "shop", "app/backends/a": "10.0.0.1:80", "app/backends/b": "10.0.0.2:80"}
+KV = {
+    "app/name": "shop",
+    "app/backends/a": "10.0.0.1:80",
+    "app/backends/b": "10.0.0.2:80",
+    "app/db/user": "shop",
+    "app/db/password": "s3cr3t-Pa55",
+}
 TEMPLATE = "name={{ key('app/name') }}\n{% for b in ls('app/backends') %}server {{ b.key }} {{ b.value }}\n{% endfor %}"
 
 
@@ -85,3 +93,111 @@ def test_failures_leave_the_file_alone(tmp_path, capsys, content, validate, mess
 def test_src_and_content_are_mutually_exclusive(tmp_path, capsys):
     result = run({"content": "x", "src": "/x", "dest": str(tmp_path / "o")}, capsys)
     assert "mutually exclusive" in result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("option", "environment", "named"),
+    [
+        ("ca_path", None, "ca_path"),
+        ("client_cert", None, "client_cert"),
+        ("client_key", None, "client_key"),
+        ("ca_path", "CONSUL_CACERT", "ca_path (from CONSUL_CACERT)"),
+    ],
+)
+def test_a_missing_tls_file_fails_naming_the_option(tmp_path, capsys, monkeypatch, option, environment, named):
+    for variable in ("CONSUL_CACERT", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    present = tmp_path / "present.pem"
+    present.write_text("x")
+    missing = tmp_path / "missing.pem"
+    dest = tmp_path / "out.cfg"
+    args = {"content": "{{ key('app/name') }}", "dest": str(dest), "consul_scheme": "https"}
+    if option != "ca_path":
+        args.update(client_cert=str(present), client_key=str(present))
+    if environment:
+        monkeypatch.setenv(environment, str(missing))
+    else:
+        args[option] = str(missing)
+    result = run(args, capsys)
+    assert result["failed"] is True
+    assert result["msg"] == f"{named}: cannot read {missing}: No such file or directory"
+    assert [path.name for path in tmp_path.iterdir()] == ["present.pem"]
+
+
+def test_tls_files_that_are_no_certificates_fail_naming_the_options(tmp_path, capsys):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    args = {"content": "x", "dest": str(tmp_path / "out"), "consul_scheme": "https", "ca_path": str(garbage)}
+    result = run(args, capsys)
+    assert result["failed"] is True
+    assert result["msg"].startswith("cannot load the TLS files of ca_path: ")
+    assert not (tmp_path / "out").exists()
+
+
+SECRET_TEMPLATE = "user={{ key('app/db/user') }}\npassword={{ key('app/db/password') }}\n"
+
+
+@pytest.mark.parametrize("patterns", [["app/db/password"], ["app/db/*"], ["*"]])
+def test_the_diff_of_a_template_reading_a_secret_key_shows_no_text(tmp_path, capsys, patterns):
+    dest = tmp_path / "settings.env"
+    dest.write_text("user=shop\npassword=old-Pa55word\n")
+    args = {"content": SECRET_TEMPLATE, "dest": str(dest), "secret_keys": patterns}
+    result = run(args, capsys, check_mode=True, diff=True)
+    text = json.dumps(result)
+    assert "s3cr3t-Pa55" not in text
+    assert "old-Pa55word" not in text
+    assert result["changed"] is True
+    new = hashlib.sha1(b"user=shop\npassword=s3cr3t-Pa55\n").hexdigest()
+    old = hashlib.sha1(b"user=shop\npassword=old-Pa55word\n").hexdigest()
+    assert result["diff"]["after"].endswith(f"sha1 {new}\n")
+    assert result["diff"]["before"].endswith(f"sha1 {old}\n")
+    assert "app/db/password" in result["diff"]["after"]
+    assert dest.read_text() == "user=shop\npassword=old-Pa55word\n"
+
+
+def test_secret_values_read_through_a_folder_are_masked_in_validate_output(tmp_path, capsys):
+    dest = tmp_path / "settings.env"
+    template = "{% for item in tree('app/db') %}{{ item.key }}={{ item.value }}\n{% endfor %}"
+    args = {
+        "content": template,
+        "dest": str(dest),
+        "secret_keys": ["app/db/pass*"],
+        "validate": "sh -c 'cat %s; exit 1'",
+    }
+    result = run(args, capsys, diff=True)
+    assert result["failed"] is True
+    assert "password=********" in result["stdout"]
+    assert "s3cr3t-Pa55" not in json.dumps(result)
+    assert not dest.exists()
+
+
+def test_without_secret_keys_the_diff_shows_the_text(tmp_path, capsys):
+    result = run({"content": SECRET_TEMPLATE, "dest": str(tmp_path / "o")}, capsys, check_mode=True, diff=True)
+    assert result["diff"]["after"] == "user=shop\npassword=s3cr3t-Pa55\n"
+
+
+@pytest.mark.parametrize("mode", [0o600, "0600", "600", "u=rw,go="])
+def test_a_new_file_is_created_with_the_mode_asked(tmp_path, capsys, monkeypatch, mode):
+    dest = tmp_path / "new" / "secret.env"
+    modes_at_commit = []
+    commit = render.renderer_files.commit
+
+    def recording_commit(candidate, destination):
+        modes_at_commit.append(os.stat(candidate).st_mode & 0o7777)
+        commit(candidate, destination)
+
+    monkeypatch.setattr(render.renderer_files, "commit", recording_commit)
+    result = run({"content": SECRET_TEMPLATE, "dest": str(dest), "mode": mode}, capsys)
+    assert result["changed"] is True
+    assert modes_at_commit == [0o600]
+    assert dest.stat().st_mode & 0o7777 == 0o600
+    again = run({"content": SECRET_TEMPLATE, "dest": str(dest), "mode": mode}, capsys)
+    assert again["changed"] is False
+
+
+@pytest.mark.parametrize("mode", ["u=banana", "0999", [1], True, 0o10000])
+def test_a_bad_mode_fails_naming_mode_and_writes_nothing(tmp_path, capsys, mode):
+    result = run({"content": "x", "dest": str(tmp_path / "o"), "mode": mode}, capsys)
+    assert result["failed"] is True
+    assert result["msg"].startswith("mode must be")
+    assert list(tmp_path.iterdir()) == []

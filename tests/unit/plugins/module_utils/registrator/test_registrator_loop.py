@@ -15,6 +15,19 @@ class FakeConsul:
         self.kv = {}  # key -> (value, session)
         self.down = False
         self.denied = set()
+        self.recursed = []
+        self.sessions = []  # session/list entries
+        self.destroyed = []
+
+    def session_list(self):
+        self._check()
+        return list(self.sessions)
+
+    def session_destroy(self, session, timeout=None):
+        self._check()
+        self.destroyed.append(session)
+        # Behavior delete: the keys it holds go with it.
+        self.kv = {key: entry for key, entry in self.kv.items() if entry[1] != session}
 
     def _check(self, key=None):
         if self.down:
@@ -36,6 +49,7 @@ class FakeConsul:
 
     def kv_recurse(self, prefix):
         self._check()
+        self.recursed.append(prefix)
         return {key: entry for key, entry in self.kv.items() if key.startswith(prefix)}
 
     def doc(self, key):
@@ -47,7 +61,15 @@ class FakeDocker:
         self.containers = {}
 
     def add(self, cid, port="8080", health=None, **labels):
-        labels = {"org.dockyard.app": "web", "org.dockyard.port": port, **labels}
+        """A Swarm task's container (task ID = container ID unless given); a label set to None is left out."""
+        labels = {
+            "org.dockyard.app": "web",
+            "org.dockyard.port": port,
+            "com.docker.swarm.service.id": "svc1",
+            "com.docker.swarm.task.id": cid,
+            **labels,
+        }
+        labels = {key: value for key, value in labels.items() if value is not None}
         state = {"Running": True, **({"Health": {"Status": health}} if health else {})}
         self.containers[cid] = {
             "Id": cid,
@@ -88,20 +110,27 @@ def test_resync_writes_what_runs_and_deletes_what_this_node_owns_but_nothing_run
     docker.add("c0001")
     docker.add("c0002", **{"com.docker.swarm.task.id": "task2", "org.dockyard.track": "canary"})
     docker.add("c0003", port="nope")  # skipped
-    consul.kv[PREFIX + "web/n1/gone"] = (b"{}", "old")
-    consul.kv[PREFIX + "web/n2/theirs"] = (b"{}", "s9")
+    consul.kv[PREFIX + "n1/web/gone"] = (b"{}", "old")
+    consul.kv[PREFIX + "n2/web/theirs"] = (b"{}", "s9")
+    consul.kv[PREFIX + "web/n1/old-layout"] = (b"{}", "s9")  # outside this node's prefix: not read, not touched
     assert daemon.resync()
-    assert sorted(consul.kv) == [PREFIX + "web/n1/c0001", PREFIX + "web/n1/task2", PREFIX + "web/n2/theirs"]
-    assert consul.doc(PREFIX + "web/n1/task2") == {"addr": "10.0.0.5", "port": 30002, "version": "", "track": "canary"}
-    assert consul.kv[PREFIX + "web/n1/c0001"][1] == "s1"
-    assert daemon.registered == {"c0001": PREFIX + "web/n1/c0001", "c0002": PREFIX + "web/n1/task2"}
+    assert sorted(consul.kv) == [
+        PREFIX + "n1/web/c0001",
+        PREFIX + "n1/web/task2",
+        PREFIX + "n2/web/theirs",
+        PREFIX + "web/n1/old-layout",
+    ]
+    assert consul.recursed == [PREFIX + "n1/"]
+    assert consul.doc(PREFIX + "n1/web/task2") == {"addr": "10.0.0.5", "port": 30002, "version": "", "track": "canary"}
+    assert consul.kv[PREFIX + "n1/web/c0001"][1] == "s1"
+    assert daemon.registered == {"c0001": PREFIX + "n1/web/c0001", "c0002": PREFIX + "n1/web/task2"}
 
 
 def test_kill_withdraws_at_once_but_not_for_a_control_signal(world):
     daemon, consul, docker = world
     labels = docker.add("c0001")
     daemon.handle_event(event("start", "c0001", labels))
-    key = PREFIX + "web/n1/c0001"
+    key = PREFIX + "n1/web/c0001"
     assert key in consul.kv
     daemon.handle_event(event("kill", "c0001", labels, signal="1"))  # SIGHUP: a reload
     assert key in consul.kv
@@ -117,7 +146,7 @@ def test_kill_withdraws_at_once_but_not_for_a_control_signal(world):
 def test_health_status_gates_registration(world):
     daemon, consul, docker = world
     labels = docker.add("c0001", health="starting")
-    key = PREFIX + "web/n1/c0001"
+    key = PREFIX + "n1/web/c0001"
     daemon.handle_event(event("start", "c0001", labels))
     daemon.resync()
     assert key not in consul.kv
@@ -138,28 +167,28 @@ def test_a_failed_write_brings_the_resync_forward_and_the_resync_catches_up(worl
     assert not daemon.resync()
     consul.down = False
     assert daemon.resync()
-    assert PREFIX + "web/n1/c0001" in consul.kv
+    assert PREFIX + "n1/web/c0001" in consul.kv
 
 
 def test_a_denied_key_is_logged_and_the_others_are_written(world, caplog):
     daemon, consul, docker = world
     docker.add("c0001")
     docker.add("c0002")
-    consul.denied.add(PREFIX + "web/n1/c0001")
+    consul.denied.add(PREFIX + "n1/web/c0001")
     assert daemon.resync()
-    assert list(consul.kv) == [PREFIX + "web/n1/c0002"]
+    assert list(consul.kv) == [PREFIX + "n1/web/c0002"]
     denied = [record for record in caplog.records if record.getMessage() == "cannot write instance"]
     assert len(denied) == 1
-    assert denied[0].fields["key"] == PREFIX + "web/n1/c0001"
+    assert denied[0].fields["key"] == PREFIX + "n1/web/c0001"
     assert "403" in str(denied[0].fields["error"])
 
 
 def test_a_key_held_by_another_session_is_left_alone(world):
     daemon, consul, docker = world
     docker.add("c0001")
-    consul.kv[PREFIX + "web/n1/c0001"] = (b"{}", "someone-else")
+    consul.kv[PREFIX + "n1/web/c0001"] = (b"{}", "someone-else")
     assert daemon.resync()
-    assert consul.kv[PREFIX + "web/n1/c0001"] == (b"{}", "someone-else")
+    assert consul.kv[PREFIX + "n1/web/c0001"] == (b"{}", "someone-else")
 
 
 def test_without_a_session_nothing_is_written(world):
@@ -168,3 +197,76 @@ def test_without_a_session_nothing_is_written(world):
     daemon.handle_event(event("start", "c0001", docker.add("c0001")))
     assert not daemon.resync()
     assert consul.kv == {}
+
+
+def test_a_plain_docker_run_with_the_app_label_is_skipped_and_logged_once(world, caplog):
+    daemon, consul, docker = world
+    labels = docker.add("c0001", **{"com.docker.swarm.service.id": None, "com.docker.swarm.task.id": None})
+    daemon.handle_event(event("start", "c0001", labels))
+    assert daemon.resync()
+    assert daemon.resync()
+    assert consul.kv == {}
+    skipped = [record for record in caplog.records if record.getMessage() == "container skipped"]
+    assert [record.levelname for record in skipped if record.levelname != "DEBUG"] == ["ERROR"]
+    assert "not a Swarm service's task" in str(skipped[0].fields["reason"])
+    assert "container c0001" in str(skipped[0].fields["reason"])
+
+
+def test_a_task_without_its_service_label_is_skipped(world):
+    daemon, consul, docker = world
+    docker.add("c0001", **{"com.docker.swarm.service.id": None})
+    assert daemon.resync()
+    assert consul.kv == {}
+
+
+@pytest.mark.parametrize(
+    ("labels", "field"),
+    [
+        ({"org.dockyard.version": "1.0\nserver evil 10.9.9.9:80"}, "version"),
+        ({"org.dockyard.version": "x" * 300}, "version"),
+        ({"com.docker.swarm.task.id": "t" * 200}, "task"),
+    ],
+)
+def test_an_instance_the_routers_would_refuse_is_refused_at_the_source(world, caplog, labels, field):
+    daemon, consul, docker = world
+    docker.add("c0001", **labels)
+    docker.add("c0002")
+    assert daemon.resync()
+    assert list(consul.kv) == [PREFIX + "n1/web/c0002"]
+    skipped = [record for record in caplog.records if record.getMessage() == "container skipped"]
+    reason = str(skipped[0].fields["reason"])
+    assert reason.startswith("container c0001: the routers would refuse its instance")
+    assert f"{field}:" in reason
+
+
+def test_the_write_itself_goes_through_the_routers_gate(world, caplog):
+    """Even an Instance built elsewhere (not by instance_from) is checked before it is written."""
+    daemon, consul, _docker = world
+    bad = registrator.routing.Instance("web", "n1", "t1", "0.0.0.0", 80)
+    assert daemon._put("c0001", bad) == "refused"
+    assert consul.kv == {}
+    refused = [record for record in caplog.records if record.getMessage() == "instance refused, not written"]
+    assert refused[0].fields["container"] == "c0001"
+    assert "addr" in str(refused[0].fields["error"])
+
+
+def test_an_earlier_runs_sessions_go_with_their_keys_in_either_layout(world):
+    """The upgrade path: the old run's session (this node's name) is destroyed, and Consul deletes what it held."""
+    daemon, consul, _docker = world
+    consul.sessions = [
+        {"ID": "old", "Name": "dockyard-registrator n1"},
+        {"ID": "s1", "Name": "dockyard-registrator n1"},
+        {"ID": "other", "Name": "dockyard-registrator n2"},
+    ]
+    consul.kv[PREFIX + "web/n1/t-old-layout"] = (b"{}", "old")
+    consul.kv[PREFIX + "n1/web/t-new-layout"] = (b"{}", "old")
+    consul.kv[PREFIX + "n2/web/t-theirs"] = (b"{}", "other")
+    assert daemon._replace_predecessors("s1")
+    assert consul.destroyed == ["old"]
+    assert list(consul.kv) == [PREFIX + "n2/web/t-theirs"]
+
+
+def test_replacing_predecessors_is_retried_when_consul_cannot_list_sessions(world):
+    daemon, consul, _docker = world
+    consul.down = True
+    assert not daemon._replace_predecessors("s1")
