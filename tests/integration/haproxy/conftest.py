@@ -11,12 +11,13 @@ _PREFIXES = itertools.count(1)
 
 @pytest.fixture
 def router(consul_agent, tmp_path, request, failure_logs):
-    """Factory: router(**role variables) -> a started Router with its own KV prefix; stopped after the test."""
+    """Factory: router(confirm_reload=False, **role variables) -> a started Router with its own KV prefix; stopped
+    after the test. confirm_reload: the renderer reloads through the role's helper, as on a router."""
     made = []
 
-    def make(**variables):
+    def make(confirm_reload=False, **variables):
         prefix = f"hx{next(_PREFIXES)}-{request.node.name[:40]}/".replace("[", "-").replace("]", "")
-        instance = Router(tmp_path, consul_agent, prefix, **variables)
+        instance = Router(tmp_path, consul_agent, prefix, confirm_reload=confirm_reload, **variables)
         made.append(instance)
         failure_logs.extend(
             [

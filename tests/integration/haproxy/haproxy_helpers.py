@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -22,6 +23,8 @@ from support.waiting import wait_for
 
 ROOT = Path(__file__).parents[3]
 ROLE = ROOT / "roles" / "haproxy"
+# The role's confirmed-reload helper, run as the renderer runs it on a router (python3, no shebang).
+RELOAD_HELPER = ROLE / "files" / "haproxy_reload.py"
 
 RENDER_PLAYBOOK = """
 - name: Render the haproxy role's template as the role does
@@ -79,8 +82,10 @@ def check_config(path: Path) -> subprocess.CompletedProcess:
 class Router:
     """The role's configuration for loopback: template (for the renderer), bootstrap file, HAProxy, renderer."""
 
-    def __init__(self, workdir: Path, consul, prefix: str, **variables):
+    def __init__(self, workdir: Path, consul, prefix: str, confirm_reload: bool = False, **variables):
         self.workdir = workdir
+        # True: the renderer's command is the role's helper wrapped around the reload, as on a router.
+        self.confirm_reload = confirm_reload
         self.consul = consul
         self.prefix = prefix
         self.http_port = free_port()
@@ -98,6 +103,8 @@ class Router:
             "_haproxy_log": "",
             # Needs about twice as many file descriptors; the test machine's limit may be low.
             "haproxy_maxconn": 2000,
+            # Tests take free ports from the kernel's ephemeral range as service ports.
+            "haproxy_service_port_range": {"first": 1024, "last": 65535},
             **variables,
         }
         self.live = workdir / "dockyard.cfg"
@@ -116,7 +123,15 @@ class Router:
 
     def reload_command(self) -> str:
         # What Debian's haproxy.service does on `systemctl reload haproxy`: check, then USR2 to the master.
-        return f"{haproxy_binary()} -c -q -f {self.live} && kill -USR2 $(cat {self.pidfile})"
+        plain = f"{haproxy_binary()} -c -q -f {self.live} && kill -USR2 $(cat {self.pidfile})"
+        if not self.confirm_reload:
+            return plain
+        return shlex.join(self.helper_argv(["/bin/sh", "-c", plain]))
+
+    def helper_argv(self, command: list, timeout: float = 15) -> list:
+        """The role's reload helper on this router's master socket, around command."""
+        helper = [sys.executable, "-I", str(RELOAD_HELPER), "--socket", str(self.master_socket)]
+        return [*helper, "--timeout", str(timeout), "--", *command]
 
     def start_haproxy(self) -> None:
         checked = check_config(self.live)
@@ -231,7 +246,7 @@ class Router:
 
     def put_instance(self, app: str, node: str, task: str, port: int, track: str = "stable", addr="127.0.0.1"):
         value = {"addr": addr, "port": port, "version": "1", "track": track}
-        self.consul.put(f"{self.prefix}instances/{app}/{node}/{task}", json.dumps(value))
+        self.consul.put(f"{self.prefix}instances/{node}/{app}/{task}", json.dumps(value))
 
 
 # -- backends -------------------------------------------------------------------------

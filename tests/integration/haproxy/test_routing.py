@@ -59,7 +59,7 @@ def test_bad_routes_and_instances_are_skipped_with_a_logged_error(router, backen
     proxy.put_route("broken", "{not json")
     proxy.put_route("impossible", {"hosts": ["impossible.test"], "service_port": 70000})
     proxy.put_route("typo", {"hosts": ["typo.test"], "helth": {"path": "/"}})
-    proxy.put_route("thief", {"hosts": ["alpha.test"]})  # alpha (earlier by name) keeps the host
+    proxy.put_route("thief", {"hosts": ["alpha.test"]})  # alpha, the older claim, keeps the host
     proxy.consul.put(f"{proxy.prefix}instances/node2/alpha/bad", "not json")
     proxy.consul.put(f"{proxy.prefix}instances/node3/alpha/noaddr", '{"port": 80}')
     proxy.put_route("zulu", {"hosts": ["zulu.test"]})  # a good route after the bad ones still renders
@@ -84,8 +84,8 @@ def test_bad_routes_and_instances_are_skipped_with_a_logged_error(router, backen
     assert "route impossible: service_port: expected a port number 1-65535, got 70000" in joined
     assert "route typo: unknown key(s) helth" in joined
     assert "route thief: skipped, it claims host alpha.test (taken by route alpha)" in joined
-    assert "instance alpha/node2/bad: invalid JSON" in joined
-    assert "instance alpha/node3/noaddr: addr" in joined
+    assert "instance node2/alpha/bad: invalid JSON" in joined
+    assert "instance node3/alpha/noaddr: addr" in joined
     status = proxy.status()
     assert len(status["skipped"]) == 6 and status["last_error"] is None
 
