@@ -8,7 +8,11 @@ import json
 import re
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+# The platform's one duration grammar: a number with an optional unit (seconds
+# without one), matched whole, no spaces. Daemons, the routing schema and the
+# roles' preflights (filter dockyard.platform.seconds, test
+# dockyard.platform.duration) all read durations through it.
+_DURATION = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,9})?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -17,18 +21,18 @@ class ConfigError(ValueError):
 
 
 def duration(value: Any, name: str) -> float:
-    """Seconds from a number or a string such as "250ms", "2s", "5m"."""
+    """Seconds from a number or a string such as "250ms", "2s", "5m", "1.5h" or "30" (seconds)."""
     if isinstance(value, bool):
         raise ConfigError(f"{name}: expected a duration, got {value!r}")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value))
+        match = _DURATION.fullmatch(value) if isinstance(value, str) else None
         if not match:
             raise ConfigError(f"{name}: expected a duration such as 2s or 500ms, got {value!r}")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ConfigError(f"{name}: must not be negative")
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"{name}: must be a finite duration, not negative, got {value!r}")
     return seconds
 
 

@@ -31,6 +31,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from .config import ConfigError, duration
+
 TRACKS = ("stable", "canary")
 BALANCES = ("roundrobin", "leastconn", "source")
 ROUTE_KEYS = ("hosts", "service_port", "balance", "health", "canary_weight", "sticky")
@@ -55,10 +57,8 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PATH = re.compile(r"/[A-Za-z0-9\-._~!&()*+,;=:@/%?]*")
 # Only the characters of an IPv4 or IPv6 literal: no scope ID (%...), no brackets.
 _ADDRESS = re.compile(r"[0-9A-Fa-f:.]{2,39}")
-_DURATION = re.compile(r"([0-9]{1,10})(ms|s|m|h)")
 _WORD = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,299}")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
 class RouteError(ValueError):
@@ -112,14 +112,18 @@ def _decode(text, where: str, limit: int):
 
 # -- values ---------------------------------------------------------------------------
 def parse_duration_ms(value, where: str) -> int:
-    """Milliseconds from "500ms", "2s", "1m", "1h", bounded to 100ms-1h."""
-    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
-    if not match:
-        raise RouteError(f"{where}: expected a duration such as 2s or 500ms, got {_shown(value)}")
-    milliseconds = int(match.group(1)) * _UNIT_MS[match.group(2)]
-    if not MIN_INTERVAL_MS <= milliseconds <= MAX_INTERVAL_MS:
+    """Whole milliseconds from a duration with a unit ("500ms", "2s", "1m"), bounded to 100ms-1h."""
+    try:
+        if not isinstance(value, str) or not value[-1:].isalpha():
+            raise ConfigError(where)
+        milliseconds = duration(value, where) * 1000
+    except ConfigError:
+        raise RouteError(f"{where}: expected a duration such as 2s or 500ms, got {_shown(value)}") from None
+    if abs(milliseconds - round(milliseconds)) > 1e-6:
+        raise RouteError(f"{where}: expected whole milliseconds, got {value!r}")
+    if not MIN_INTERVAL_MS <= round(milliseconds) <= MAX_INTERVAL_MS:
         raise RouteError(f"{where}: must lie between 100ms and 1h, got {value!r}")
-    return milliseconds
+    return round(milliseconds)
 
 
 def parse_name(value, where: str) -> str:
