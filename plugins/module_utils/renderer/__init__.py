@@ -6,4 +6,9 @@ One file per job, after consul-template's boundaries: config, consul (HTTP
 client), dependencies, watch, brain, template, render, commands, runner,
 child (exec mode), status, logs, cli. No Ansible imports: the module
 dockyard.platform.render, the daemon and the tests share this code.
+
+The template engine knows no routing: importing the package registers the
+routing table's template function (routes.py), whichever module is imported.
 """
+
+from . import routes  # noqa: F401  (registers routing_table())

@@ -24,6 +24,7 @@ from ..daemon.routing import (
     parse_instance,
     parse_route,
 )
+from .template import template_function
 
 MAX_WEIGHT = 256  # HAProxy server weights are 0-256
 EQUAL_WEIGHT = 100  # each server's weight when no split applies
@@ -209,4 +210,13 @@ def routing_table(
         for name, instance in zip(_server_names(instances), instances):
             backend.servers.append(Server(name=name, instance=instance, weight=weights[instance.track]))
         table.apps.append(backend)
+    return table
+
+
+@template_function("routing_table")
+def _routing_table_function(scope, route_entries, instance_entries, **options):
+    """routing_table() in templates: quarantined entries left out, every skipped route or instance warned."""
+    table = routing_table(scope.admitted(route_entries), scope.admitted(instance_entries), **options)
+    for message in table.errors:
+        scope.warn(message)
     return table

@@ -5,12 +5,14 @@
 Executing a template never talks to Consul. It records every dependency it
 read (so watches follow what templates really use), those not fetched yet,
 the keys that do not exist, how many entries each `ls`/`tree` returned
-(for the max_drop guard), and the data it skipped (`warn()`, `routing_table()`)
-so that the runner can log each at error level.
+(for the max_drop guard), and the data it skipped (`warn()` and registered
+functions such as `routing_table()`) so that the runner can log each at error
+level.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 
@@ -22,8 +24,23 @@ except ImportError as _error:  # pragma: no cover - targets install python3-jinj
     jinja2 = None
     JINJA2_IMPORT_ERROR = _error
 
-from . import routes
 from .dependencies import KeyDependency, PrefixDependency, prefix_of
+
+_FUNCTIONS = {}
+
+
+def template_function(name: str):
+    """Registers function(scope, *args, **kwargs) as the template function `name`.
+
+    The engine knows no function by name beyond its own (key, ls, tree, warn):
+    the routing table, for one, registers itself from renderer/routes.py.
+    """
+
+    def register(function):
+        _FUNCTIONS[name] = function
+        return function
+
+    return register
 
 
 class TemplateError(Exception):
@@ -85,6 +102,29 @@ def environment():
     return env
 
 
+class Scope:
+    """What a registered function may use while a template executes: warn() and admitted()."""
+
+    def __init__(self, result: Execution, quarantine: dict, warn):
+        self.result = result
+        self.quarantine = quarantine
+        self.warn = warn
+
+    def admitted(self, entries) -> list:
+        """entries (from ls/tree) without the quarantined ones; the rest are recorded as items a check may bisect."""
+        kept = []
+        for entry in entries or ():
+            path, value = getattr(entry, "path", None), getattr(entry, "value", None)
+            if path is not None:
+                if path in self.quarantine and self.quarantine[path] == value:
+                    self.result.held.append(path)
+                    self.warn(f"{path}: skipped, the configuration check fails with it")
+                    continue
+                self.result.items[path] = value
+            kept.append(entry)
+        return kept
+
+
 class Template:
     def __init__(self, name: str, source: str):
         self.name = name
@@ -97,9 +137,10 @@ class Template:
     def execute(self, brain, quarantine=None) -> Execution:
         """Runs the template on what the brain holds.
 
-        quarantine maps full paths to values that routing_table() must leave
-        out (entries that made a candidate fail its check); an entry whose
-        value has changed since is weighed again.
+        quarantine maps full paths to values that registered functions must
+        leave out (through Scope.admitted(), as routing_table() does): entries
+        a candidate failed its check with. An entry whose value has changed
+        since is weighed again.
         """
         quarantine = quarantine or {}
         result = Execution()
@@ -144,33 +185,16 @@ class Template:
                 result.warnings.append(text)
             return ""
 
-        def admitted(entries):
-            kept = []
-            for entry in entries or ():
-                path, value = getattr(entry, "path", None), getattr(entry, "value", None)
-                if path is not None:
-                    if path in quarantine and quarantine[path] == value:
-                        result.held.append(path)
-                        warn(f"{path}: skipped, the configuration check fails with it")
-                        continue
-                    result.items[path] = value
-                kept.append(entry)
-            return kept
-
-        def routing_table(route_entries, instance_entries, **options):
-            table = routes.routing_table(admitted(route_entries), admitted(instance_entries), **options)
-            for message in table.errors:
-                warn(message)
-            return table
-
+        scope = Scope(result, quarantine, warn)
         context = {
             "key": key,
             "key_or_default": key_or_default,
             "ls": lambda prefix: pairs("ls", prefix),
             "tree": lambda prefix: pairs("tree", prefix),
             "warn": warn,
-            "routing_table": routing_table,
         }
+        for name, function in _FUNCTIONS.items():
+            context[name] = functools.partial(function, scope)
         try:
             result.output = self._compiled.render(context)
         except Exception as error:  # a template may raise anything; it must not stop the renderer
