@@ -266,6 +266,29 @@ def parse_route(app, text, reserved_ports=(), service_port_range=None) -> Route:
     )
 
 
+def claims(routes) -> tuple:
+    """(routes that keep their hosts and service ports, sorted by app; one message per refused route).
+
+    routes are (create index, Route) pairs: the oldest claim (Consul's create
+    index, then the app name) keeps a host or a service port, whatever the
+    names; a route claiming any that an older route holds is refused whole.
+    """
+    host_owner, port_owner, accepted, refusals = {}, {}, [], []
+    for _created, route in sorted(routes, key=lambda item: (item[0], item[1].app)):
+        clashes = [f"host {host} (taken by route {host_owner[host]})" for host in route.hosts if host in host_owner]
+        if route.service_port in port_owner:
+            clashes.append(f"service_port {route.service_port} (taken by route {port_owner[route.service_port]})")
+        if clashes:
+            refusals.append("route {}: skipped, it claims {}".format(route.app, "; ".join(clashes)))
+            continue
+        for host in route.hosts:
+            host_owner[host] = route.app
+        if route.service_port is not None:
+            port_owner[route.service_port] = route.app
+        accepted.append(route)
+    return sorted(accepted, key=lambda route: route.app), refusals
+
+
 def route_key(prefix: str, app: str) -> str:
     return f"{prefix}routes/{app}"
 

@@ -20,6 +20,7 @@ from ..daemon.routing import (
     Instance,
     Route,
     RouteError,
+    claims,
     parse_duration_ms,
     parse_instance,
     parse_route,
@@ -154,24 +155,6 @@ def _entries(entries):
             yield str(entry.key), entry.value, getattr(entry, "create_index", 0)
 
 
-def _claims(routes: list, table) -> list:
-    """The routes that keep their hosts and service ports: the oldest claim (by create index) wins."""
-    host_owner, port_owner, accepted = {}, {}, []
-    for _created, route in sorted(routes, key=lambda item: (item[0], item[1].app)):
-        clashes = [f"host {host} (taken by route {host_owner[host]})" for host in route.hosts if host in host_owner]
-        if route.service_port in port_owner:
-            clashes.append(f"service_port {route.service_port} (taken by route {port_owner[route.service_port]})")
-        if clashes:
-            table.errors.append("route {}: skipped, it claims {}".format(route.app, "; ".join(clashes)))
-            continue
-        for host in route.hosts:
-            host_owner[host] = route.app
-        if route.service_port is not None:
-            port_owner[route.service_port] = route.app
-        accepted.append(route)
-    return sorted(accepted, key=lambda route: route.app)
-
-
 def routing_table(
     route_entries, instance_entries, default_interval="5s", reserved_ports=(), service_port_range=None
 ) -> RoutingTable:
@@ -192,7 +175,8 @@ def routing_table(
             routes.append((created, parse_route(key, value, reserved_ports, service_port_range)))
         except RouteError as error:
             table.errors.append(str(error))
-    accepted = _claims(routes, table)
+    accepted, refusals = claims(routes)
+    table.errors.extend(refusals)
     by_app = {route.app: [] for route in accepted}
     for key, value, _created in sorted(_entries(instance_entries)):
         try:
