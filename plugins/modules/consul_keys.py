@@ -18,10 +18,18 @@ description:
     writer changed a key between the read and the write, the module reads again and re-plans, up to O(retries) times,
     then fails naming the keys. A failed transaction leaves none of its changes behind.
   - Every key and value is checked before anything is written.
-  - Talks to Consul's HTTP API with Ansible's own URL helpers, so the host that runs it needs no extra Python package.
+  - Talks to Consul's HTTP API with the Python standard library (the client the Dockyard daemons use), so the host
+    that runs it needs no extra Python package.
 author:
   - Dockyard engineers (@dockyard)
+extends_documentation_fragment:
+  - dockyard.platform.consul
 attributes:
+  action_group:
+    support: full
+    description: Takes its Consul connection options from C(module_defaults) for the group.
+    membership:
+      - dockyard.platform.consul
   check_mode:
     support: full
     description: Reads Consul and reports the changes it would make, without writing.
@@ -104,66 +112,12 @@ options:
         base64-encoded, so a value much over 380 KiB does not fit in a transaction with the default.
     type: int
     default: 524288
-  address:
-    description:
-      - Consul's HTTP address, V(host:port) or V(http://host:port) or V(https://host:port).
-      - Falls back to the E(CONSUL_HTTP_ADDR) environment variable.
-    type: str
-    default: 127.0.0.1:8500
-  use_ssl:
-    description:
-      - Use HTTPS when O(address) names no scheme.
-      - Falls back to the E(CONSUL_HTTP_SSL) environment variable.
-    type: bool
-    default: false
-  validate_certs:
-    description:
-      - Verify Consul's TLS certificate.
-      - Falls back to the E(CONSUL_HTTP_SSL_VERIFY) environment variable.
-    type: bool
-    default: true
-  ca_path:
-    description:
-      - A CA bundle to verify Consul's certificate with.
-      - Falls back to the E(CONSUL_CACERT) environment variable.
-    type: path
-  client_cert:
-    description:
-      - A client certificate for Consul's mutual TLS.
-      - Falls back to the E(CONSUL_CLIENT_CERT) environment variable.
-    type: path
-  client_key:
-    description:
-      - The key of O(client_cert).
-      - Falls back to the E(CONSUL_CLIENT_KEY) environment variable.
-    type: path
-  token:
-    description:
-      - The ACL token.
-      - Falls back to the E(CONSUL_HTTP_TOKEN) environment variable.
-    type: str
-  token_file:
-    description:
-      - A file holding the ACL token, used when O(token) is not set.
-      - Falls back to the E(CONSUL_HTTP_TOKEN_FILE) environment variable.
-    type: path
-  datacenter:
-    description:
-      - The datacenter to write to; by default the agent's own.
-    type: str
-  timeout:
-    description:
-      - Seconds to wait for each HTTP request.
-    type: int
-    default: 10
 notes:
   - Keys of more than one transaction are written in key order, one transaction after the other; each transaction is
     atomic, a run of more than 64 changes is not.
   - A missing or weak token shows when Consul's ACLs deny the first write; the module then fails naming the keys and
     that transaction writes nothing. Consul hides keys a token may not read, so check mode without a token cannot
     tell that they exist.
-  - A token Consul does not know (HTTP 403 C(ACL not found)) fails the task with a message that names where the token
-    came from (O(token) or O(token_file), or their environment variables), never the token itself.
 seealso:
   - name: Consul transaction API
     description: The endpoint every write goes through.
@@ -251,6 +205,8 @@ status:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dockyard.platform.plugins.module_utils._consul import (
     CONNECTION_ARGUMENT_SPEC,
+    CONNECTION_REQUIRED_TOGETHER,
+    ConfigError,
     ConsulError,
     client_from_params,
 )
@@ -341,8 +297,6 @@ class ConsulKeys:
                 retries=params["retries"],
                 check_mode=self.module.check_mode,
             )
-        if params["keys"]:
-            raise ConsulKeysError("keys applies only with state=absent; give the values in data or src")
         return KeySeeder(
             client,
             prefix,
@@ -380,6 +334,7 @@ def main():
     module = _Module(
         argument_spec=argument_spec(),
         mutually_exclusive=[("keys", "data"), ("keys", "src")],
+        required_together=CONNECTION_REQUIRED_TOGETHER,
         required_if=[
             ("state", "present", ("data", "src"), True),
             ("state", "absent", ("keys", "data", "src"), True),
@@ -390,6 +345,8 @@ def main():
         result = ConsulKeys(module).run()
     except ConsulKeysError as error:
         module.fail_json(msg=str(error), keys=error.keys)
+    except ConfigError as error:
+        module.fail_json(msg=str(error))
     except ConsulError as error:
         module.fail_json(msg=str(error), status=error.status)
     module.exit_json(**result)

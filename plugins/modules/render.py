@@ -15,15 +15,25 @@ description:
     on the host.
   - Templates read Consul KV with C(key(path)), C(key_or_default(path, default)), C(ls(prefix)) and C(tree(prefix)),
     and may use the filters C(parse_json) and C(to_json).
+  - Fetching what the template reads, writing the candidate, checking it and swapping it in is the very code the
+    daemon runs (C(renderer.runner.complete) and C(renderer.render.swap)); unlike the daemon, the module does not
+    leave out entries a failing O(validate) is caught on, it fails.
   - The task fails, and leaves the destination as it was, when Consul cannot be reached, a key read with C(key) does
     not exist, the template raises (for example an undefined variable), or O(validate) rejects the candidate.
-  - Consul settings not given fall back to the standard environment variables on the host (E(CONSUL_HTTP_ADDR),
-    E(CONSUL_HTTP_TOKEN), E(CONSUL_HTTP_SSL), E(CONSUL_CACERT), E(CONSUL_CLIENT_CERT), E(CONSUL_CLIENT_KEY)).
+  - Consul connection options not given fall back to the standard environment variables on the host that runs the
+    module (see each option).
 author:
   - Dockyard engineers (@dockyard)
 requirements:
   - jinja2 (Debian package python3-jinja2) on the host that runs the module
+extends_documentation_fragment:
+  - dockyard.platform.consul
 attributes:
+  action_group:
+    support: full
+    description: Takes its Consul connection options from C(module_defaults) for the group.
+    membership:
+      - dockyard.platform.consul
   check_mode:
     support: full
     description: Reports whether the file would change without writing it; O(validate) is not run in check mode.
@@ -66,32 +76,29 @@ options:
     type: raw
   validate:
     description:
-      - A command run on the candidate file before it replaces O(dest), with V(%s) standing for the candidate's path,
-        for example V(haproxy -c -f %s). A non-zero exit leaves O(dest) as it was and fails the task.
+      - A command run on the candidate file before it replaces O(dest), with V(%s) standing for the candidate's path
+        (V(%%) for a literal V(%)), for example V(haproxy -c -f %s). A non-zero exit leaves O(dest) as it was and
+        fails the task.
+      - The command is split into arguments as a shell would, and run without a shell; the renderer daemon's C(check)
+        setting takes the same placeholder.
     type: str
-  consul_address:
-    description: Consul HTTP address as V(host:port) or a URL; E(CONSUL_HTTP_ADDR), then V(127.0.0.1:8500) if unset.
+  address:
+    description:
+      - Consul's HTTP address, V(host:port) or V(http://host:port) or V(https://host:port). A scheme in the address
+        wins over O(use_ssl).
+      - Credentials (V(user:password@)) or a path in the address are refused; give an ACL token in O(token) or
+        O(token_file).
+      - Falls back to the E(CONSUL_HTTP_ADDR) environment variable.
+      - The alias O(consul_address) is deprecated and will be removed in 1.0.0.
     type: str
+    default: 127.0.0.1:8500
+    aliases: [consul_address]
   consul_scheme:
-    description: Scheme used with O(consul_address) when it is not a URL.
+    description:
+      - Deprecated, will be removed in 1.0.0; use O(use_ssl) or an V(https://) O(address).
+      - V(https) sets O(use_ssl); V(http) clears it.
     type: str
     choices: [http, https]
-  token:
-    description: Consul ACL token; E(CONSUL_HTTP_TOKEN) if unset.
-    type: str
-  ca_path:
-    description: CA bundle that verifies Consul's certificate; E(CONSUL_CACERT) if unset.
-    type: path
-  client_cert:
-    description: Client certificate for Consul; E(CONSUL_CLIENT_CERT) if unset. Requires O(client_key).
-    type: path
-  client_key:
-    description: Key of O(client_cert); E(CONSUL_CLIENT_KEY) if unset.
-    type: path
-  validate_certs:
-    description: Whether to verify Consul's TLS certificate.
-    type: bool
-    default: true
   secret_keys:
     description:
       - Patterns (shell-style, as in C(fnmatch), matched against whole keys such as V(config/shop/db/password)) of the
@@ -117,7 +124,7 @@ EXAMPLES = r"""
     dest: /etc/haproxy/haproxy.cfg
     mode: "0644"
     validate: haproxy -c -f %s
-    consul_address: 127.0.0.1:8500
+    address: 127.0.0.1:8500
   notify: Reload HAProxy
 
 - name: Render an app's settings from its KV folder
@@ -132,6 +139,19 @@ EXAMPLES = r"""
     token: "{{ consul_read_token }}"
     secret_keys:
       - config/shop/db/*
+
+- name: Render through a TLS agent, the connection set once for the play
+  module_defaults:
+    group/dockyard.platform.consul:
+      address: https://127.0.0.1:8501
+      ca_path: /etc/consul.d/tls/ca.pem
+      token_file: /etc/dockyard/consul-token
+  block:
+    - name: Render the app's settings
+      dockyard.platform.render:
+        src: /etc/shop/settings.env.j2
+        dest: /etc/shop/settings.env
+        mode: "0640"
 """
 
 RETURN = r"""
@@ -151,6 +171,16 @@ dependencies:
   type: list
   elements: str
   sample: ["key(config/shop/name)", "prefix(dockyard/instances/shop/)"]
+rc:
+  description: On a failed O(validate), its exit code.
+  returned: failure
+  type: int
+  sample: 1
+stdout:
+  description: On a failed O(validate), what it wrote (standard output and error together), secret values masked.
+  returned: failure
+  type: str
+  sample: "[ALERT] config : parsing [/etc/haproxy/.haproxy.cfg.k2j3.candidate:12] : unknown keyword 'bind2'"
 """
 
 # Imports follow the documentation, as ansible-test validate-modules requires.
@@ -158,70 +188,70 @@ import fnmatch
 import hashlib
 import os
 import re
-import ssl
+import shlex
 import stat
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.dockyard.platform.plugins.module_utils._consul import (
+    CONNECTION_ARGUMENT_SPEC,
+    CONNECTION_REQUIRED_TOGETHER,
+    ConfigError,
+    ConsulError,
+    client_from_params,
+)
 
 try:
-    from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import ConsulClient, ConsulError
-    from ansible_collections.dockyard.platform.plugins.module_utils.renderer import config as renderer_config
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import (
         dependencies as renderer_dependencies,
     )
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import render as renderer_files
+    from ansible_collections.dockyard.platform.plugins.module_utils.renderer import runner as renderer_runner
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer import template as renderer_template
     from ansible_collections.dockyard.platform.plugins.module_utils.renderer.brain import Brain
+    from ansible_collections.dockyard.platform.plugins.module_utils.renderer.commands import names_candidate
 
     ENGINE_IMPORT_ERROR = None
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
 
-
-# The TLS options, the engine's setting each one fills, and the environment variable it falls back to.
-TLS_OPTIONS = {
-    "ca_path": ("ca_file", "CONSUL_CACERT"),
-    "client_cert": ("cert_file", "CONSUL_CLIENT_CERT"),
-    "client_key": ("key_file", "CONSUL_CLIENT_KEY"),
-}
 OCTAL_MODE = "^[0-7]{1,4}$"
+DEPRECATED_IN = dict(version="1.0.0", collection_name="dockyard.platform")
 
 
 class OneShotRender:
-    """Render once: fetch what the template reads, compare, validate the candidate, swap."""
+    """Render once: fetch until complete, compare, and swap through the candidate's check (the daemon's code)."""
 
     def __init__(self, module):
         self.module = module
-        params = module.params
-        self.dest = params["dest"]
+        self.dest = module.params["dest"]
+        self.check_mode_option()
         self.template = renderer_template.Template("render", self._source())
         self.secret_keys = []  # keys of secret_keys the template read
-        consul = {
-            "address": params["consul_address"],
-            "scheme": params["consul_scheme"],
-            "token": params["token"],
-            "ca_file": params["ca_path"],
-            "cert_file": params["client_cert"],
-            "key_file": params["client_key"],
-            "verify": params["validate_certs"],
-        }
-        settings = renderer_config.parse_consul({name: value for name, value in consul.items() if value is not None})
-        renderer_config.check_files(settings, self._tls_names())
-        try:
-            self.client = ConsulClient(settings)
-        except (ssl.SSLError, OSError) as error:
-            given = [option for option, (setting, _env) in TLS_OPTIONS.items() if getattr(settings, setting)]
-            module.fail_json(msg="cannot load the TLS files of {}: {}".format(", ".join(given), to_native(error)))
+        params = dict(module.params)
+        if params["consul_scheme"] is not None:
+            params["use_ssl"] = params["consul_scheme"] == "https"
+        self.client = client_from_params(params)
 
-    def _tls_names(self):
-        """The name to report for each TLS setting: the option, and the variable it came from if it did."""
-        names = {}
-        for option, (setting, variable) in TLS_OPTIONS.items():
-            from_environment = self.module.params[option] is None and os.environ.get(variable)
-            names[setting] = f"{option} (from {variable})" if from_environment else option
-        return names
+    def check_mode_option(self):
+        """Fails unless mode is a number, an octal string or a symbolic mode (checked on a stand-in file)."""
+        module = self.module
+        mode = module.params["mode"]
+        if mode is None or (isinstance(mode, int) and not isinstance(mode, bool)):
+            if mode is not None and not 0 <= mode <= 0o7777:
+                module.fail_json(msg=f"mode must be between 0 and 07777, got {mode:o}")
+            return
+        if not isinstance(mode, str):
+            module.fail_json(msg=f"mode must be an octal string such as 0644 or a symbolic mode, got {mode!r}")
+        if re.match(OCTAL_MODE + r"\Z", mode):
+            return
+        try:
+            module._symbolic_mode_to_octal(os.stat_result((stat.S_IFREG | 0o644,) + (0,) * 9), mode)
+        except ValueError:
+            module.fail_json(
+                msg=f"mode must be an octal string such as 0644 or a symbolic mode such as u=rw,g=r, got {mode}"
+            )
 
     def _source(self):
         if self.module.params["content"] is not None:
@@ -249,18 +279,6 @@ class OneShotRender:
                 if value:
                     self.module.no_log_values.add(value)
 
-    def execute(self):
-        brain = Brain()
-        for _attempt in range(50):
-            execution = self.template.execute(brain)
-            if not execution.unfetched:
-                return execution
-            for dependency in execution.unfetched:
-                data, _index = dependency.fetch(self.client)
-                self._remember_secrets(dependency, data)
-                brain.remember(dependency, data)
-        self.module.fail_json(msg="the template kept discovering new Consul reads; gave up after 50 rounds")
-
     def _diff(self, live, contents, output):
         diff = {"before_header": self.dest, "after_header": self.dest}
         if not self.secret_keys:
@@ -273,8 +291,13 @@ class OneShotRender:
 
     def run(self):
         module = self.module
-        execution = self.execute()
+        execution = renderer_runner.complete(self.template, Brain(), self.client, on_data=self._remember_secrets)
         dependencies = [str(dependency) for dependency in execution.used]
+        if execution.unfetched:
+            module.fail_json(
+                msg=f"the template kept finding new Consul reads; gave up after {renderer_runner.FETCH_ROUNDS} rounds",
+                dependencies=dependencies,
+            )
         if execution.missing:
             module.fail_json(
                 msg="missing key(s) in Consul: {}".format(", ".join(execution.missing)), dependencies=dependencies
@@ -288,7 +311,7 @@ class OneShotRender:
         if module._diff:
             result["diff"] = self._diff(live, contents, execution.output)
         if changed and not module.check_mode:
-            self._write(contents, live)
+            self._swap(contents, live)
         file_args = {
             "path": self.dest,
             "owner": module.params["owner"],
@@ -312,85 +335,71 @@ class OneShotRender:
         base = os.stat_result((stat.S_IFREG | (0o644 if live.mode is None else live.mode),) + (0,) * 9)
         return self.module._symbolic_mode_to_octal(base, mode)
 
-    def _write(self, contents, live):
+    def _swap(self, contents, live):
         module = self.module
-        mode = self._mode(live)
+        validate = module.params["validate"]
         try:
-            candidate = renderer_files.write_candidate(
-                self.dest, contents, mode, module.params["owner"], module.params["group"], live
+            swapped = renderer_files.swap(
+                self.dest,
+                contents,
+                check=shlex.split(validate) if validate else None,
+                mode=self._mode(live),
+                user=module.params["owner"],
+                group=module.params["group"],
+                live=live,
             )
+        except renderer_files.CommitError as error:
+            module.fail_json(msg=f"cannot replace {self.dest}: {to_native(error)}")
         except (OSError, KeyError) as error:
             module.fail_json(msg=f"cannot write a candidate beside {self.dest}: {to_native(error)}")
-        try:
-            if module.params["validate"]:
-                rc, out, err = module.run_command(module.params["validate"] % candidate)
-                if rc != 0:
-                    module.fail_json(
-                        msg=f"validation failed, {self.dest} left as it was", rc=rc, stdout=out, stderr=err
-                    )
-            renderer_files.commit(candidate, self.dest)
-        finally:
-            renderer_files.discard(candidate)
-
-
-def _check_mode_option(module):
-    """Fails unless mode is a number, an octal string or a symbolic mode (checked on a stand-in file)."""
-    mode = module.params["mode"]
-    if mode is None or (isinstance(mode, int) and not isinstance(mode, bool)):
-        if mode is not None and not 0 <= mode <= 0o7777:
-            module.fail_json(msg=f"mode must be between 0 and 07777, got {mode:o}")
-        return
-    if not isinstance(mode, str):
-        module.fail_json(msg=f"mode must be an octal string such as 0644 or a symbolic mode, got {mode!r}")
-    if re.match(OCTAL_MODE + r"\Z", mode):
-        return
-    try:
-        module._symbolic_mode_to_octal(os.stat_result((stat.S_IFREG | 0o644,) + (0,) * 9), mode)
-    except ValueError:
-        module.fail_json(
-            msg=f"mode must be an octal string such as 0644 or a symbolic mode such as u=rw,g=r, got {mode}"
-        )
+        if swapped.status == "check failed":
+            checked = swapped.checked
+            module.fail_json(
+                msg=f"validation failed, {self.dest} left as it was", rc=checked.returncode, stdout=checked.output
+            )
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            src=dict(type="path"),
-            content=dict(type="str"),
-            dest=dict(type="path", required=True),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            mode=dict(type="raw"),
-            validate=dict(type="str"),
-            consul_address=dict(type="str"),
-            consul_scheme=dict(type="str", choices=["http", "https"]),
-            token=dict(type="str", no_log=True),
-            ca_path=dict(type="path"),
-            client_cert=dict(type="path"),
-            client_key=dict(type="path", no_log=False),
-            validate_certs=dict(type="bool", default=True),
-            secret_keys=dict(type="list", elements="str", default=[], no_log=False),
+    argument_spec = dict(
+        src=dict(type="path"),
+        content=dict(type="str"),
+        dest=dict(type="path", required=True),
+        owner=dict(type="str"),
+        group=dict(type="str"),
+        mode=dict(type="raw"),
+        validate=dict(type="str"),
+        secret_keys=dict(type="list", elements="str", default=[], no_log=False),
+        consul_scheme=dict(
+            type="str",
+            choices=["http", "https"],
+            removed_in_version=DEPRECATED_IN["version"],
+            removed_from_collection=DEPRECATED_IN["collection_name"],
         ),
+    )
+    argument_spec.update(CONNECTION_ARGUMENT_SPEC)
+    argument_spec["address"] = dict(
+        CONNECTION_ARGUMENT_SPEC["address"],
+        aliases=["consul_address"],
+        deprecated_aliases=[dict(name="consul_address", **DEPRECATED_IN)],
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
         mutually_exclusive=[("src", "content")],
         required_one_of=[("src", "content")],
-        required_together=[("client_cert", "client_key")],
+        required_together=CONNECTION_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
     if ENGINE_IMPORT_ERROR:
         module.fail_json(msg="the renderer engine could not be imported", exception=ENGINE_IMPORT_ERROR)
     if renderer_template.JINJA2_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("jinja2 (Debian package python3-jinja2)"))
-    if module.params["validate"] and "%s" not in module.params["validate"]:
+    if module.params["validate"] and not names_candidate(module.params["validate"]):
         module.fail_json(msg="validate must contain %s, the candidate file's path")
-    _check_mode_option(module)
     try:
-        renderer = OneShotRender(module)
-        module.exit_json(**renderer.run())
+        module.exit_json(**OneShotRender(module).run())
     except renderer_template.TemplateError as error:
         module.fail_json(msg=to_native(error))
-    except ConsulError as error:
-        module.fail_json(msg=to_native(error))
-    except (renderer_config.ConfigError, KeyError) as error:
+    except (ConfigError, ConsulError) as error:
         module.fail_json(msg=to_native(error))
 
 

@@ -9,10 +9,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from support.waiting import wait_for
 
 MASTER_TOKEN = "00000000-0000-4000-8000-00000000beef"
 
@@ -79,21 +80,19 @@ class ConsulAgent:
         self._wait_for_leader(timeout)
 
     def _wait_for_leader(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"consul exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                # A KV read succeeds only once there is a leader to serve it.
-                self.request("GET", "/v1/kv/?keys")
-                return
-            except urllib.error.HTTPError as error:
-                if error.code == 404:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"consul did not elect a leader within {timeout} s")
+        wait_for(self._leader_elected, timeout, 0.2, "consul to elect a leader")
+
+    def _leader_elected(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"consul exited: {self.log_path.read_text()[-2000:]}")
+        try:
+            # A KV read succeeds only once there is a leader to serve it.
+            self.request("GET", "/v1/kv/?keys")
+        except urllib.error.HTTPError as error:
+            return error.code == 404
+        except OSError:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

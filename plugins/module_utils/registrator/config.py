@@ -11,13 +11,13 @@ and renewed every third of that.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..daemon.config import ConfigError, duration, log_level, only, read_json
-from ..daemon.consul import ConsulSettings
+from ..daemon.consul import ConsulSettings, parse_settings
+from ..daemon.consul import check_files as check_consul_files
 from ..daemon.routing import RouteError, node_instances_prefix, parse_address, parse_name
 
 # Consul refuses session TTLs outside [10s, 24h] and may take up to twice the TTL to invalidate a session.
@@ -27,7 +27,6 @@ MIN_SESSION_TTL = 2 * CONSUL_MIN_TTL
 MAX_SESSION_TTL = 2 * CONSUL_MAX_TTL
 
 _KEYS = ("consul", "node", "address", "kv_prefix", "session_ttl", "resync_interval", "docker_url", "log_level")
-_CONSUL_KEYS = ("address", "scheme", "token", "ca_file", "cert_file", "key_file")
 
 
 def consul_ttl(session_ttl: float) -> float:
@@ -86,25 +85,6 @@ def _text(raw: dict, name: str, where: str, default: str = "") -> str:
     return value
 
 
-def parse_consul(raw: Any) -> ConsulSettings:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError("consul: expected a mapping")
-    only(raw, _CONSUL_KEYS, "consul")
-    values = {name: _text(raw, name, f"consul.{name}") for name in _CONSUL_KEYS}
-    settings = ConsulSettings(**{name: value for name, value in values.items() if value})
-    if "://" in settings.address:
-        raise ConfigError("consul.address: expected host:port without a scheme (set consul.scheme)")
-    if settings.scheme not in ("http", "https"):
-        raise ConfigError(f"consul.scheme: expected http or https, got {settings.scheme!r}")
-    if bool(settings.cert_file) != bool(settings.key_file):
-        raise ConfigError("consul.cert_file and consul.key_file go together")
-    if settings.scheme == "http" and (settings.ca_file or settings.cert_file):
-        raise ConfigError("consul.ca_file, consul.cert_file and consul.key_file need consul.scheme https")
-    return settings
-
-
 def parse(raw: Any) -> Config:
     """A Config from the decoded JSON document; raises ConfigError naming the bad setting."""
     if not isinstance(raw, dict):
@@ -129,7 +109,9 @@ def parse(raw: Any) -> Config:
         raise ConfigError(f"kv_prefix: {prefix!r} is not a usable key prefix")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    config = Config(node=node, address=address, consul=parse_consul(raw.get("consul")), kv_prefix=prefix)
+    # The file alone, never CONSUL_HTTP_*: the registrator writes with its node's own token and nothing else.
+    consul = parse_settings(raw.get("consul"), environ={})
+    config = Config(node=node, address=address, consul=consul, kv_prefix=prefix)
     config.session_ttl = duration(raw.get("session_ttl", "20s"), "session_ttl")
     if config.session_ttl < MIN_SESSION_TTL:
         raise ConfigError(
@@ -154,7 +136,4 @@ def load(path: str) -> Config:
 
 def check_files(config: Config) -> None:
     """On the host: the TLS files named in the configuration exist and can be read."""
-    for name in ("ca_file", "cert_file", "key_file"):
-        path = getattr(config.consul, name)
-        if path and not os.access(path, os.R_OK):
-            raise ConfigError(f"consul.{name}: {path} does not exist or cannot be read")
+    check_consul_files(config.consul)

@@ -20,6 +20,7 @@ import sys
 
 from ..daemon import logs
 from ..daemon.config import LOG_LEVELS
+from ..daemon.consul import check_files
 from . import config as configuration
 from .child import Child
 from .runner import Runner
@@ -43,7 +44,7 @@ def _arguments(argv):
 def _settings(path):
     """The configuration, with the TLS files it names checked on this host."""
     config = configuration.load(path)
-    configuration.check_files(config.consul)
+    check_files(config.consul)
     return config
 
 

@@ -1,17 +1,26 @@
 # Copyright: Contributors to the Dockyard project
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Running a template's check and command: shell string or argument list, with a timeout."""
+"""Running a template's check and command: shell string or argument list, with a timeout.
+
+A check names the candidate file with %s (%% for a literal %), as Ansible's
+validate options do; the render module's validate and the daemon's check
+share it. {{candidate}}, the daemon's earlier spelling, is still read from
+its configuration (upgrade_placeholder) and deprecated.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import subprocess
 from dataclasses import dataclass
 
-_PLACEHOLDERS = ("{{candidate}}", "{{ candidate }}")
+PLACEHOLDER = "%s"
+_SUBSTITUTION = re.compile(r"%([%s])")
+_OLD_PLACEHOLDER = re.compile(r"\{\{ ?candidate ?\}\}")
 
 
 @dataclass
@@ -29,15 +38,31 @@ class Outcome:
 
 
 def with_candidate(command, candidate: str):
-    """Substitutes {{candidate}} with the candidate file's path (quoted in a shell string)."""
+    """Substitutes %s with the candidate file's path (quoted in a shell string) and %% with %."""
+
+    def substitute(text: str, path: str) -> str:
+        return _SUBSTITUTION.sub(lambda match: "%" if match.group(1) == "%" else path, text)
+
     if isinstance(command, list):
-        result = list(command)
-        for placeholder in _PLACEHOLDERS:
-            result = [item.replace(placeholder, candidate) for item in result]
-        return result
-    for placeholder in _PLACEHOLDERS:
-        command = command.replace(placeholder, shlex.quote(candidate))
-    return command
+        return [substitute(item, candidate) for item in command]
+    return substitute(command, shlex.quote(candidate))
+
+
+def names_candidate(command) -> bool:
+    """Whether command holds the placeholder %s."""
+    items = command if isinstance(command, list) else [command]
+    return any(match.group(1) == "s" for item in items for match in _SUBSTITUTION.finditer(item))
+
+
+def upgrade_placeholder(command):
+    """A command in the earlier spelling ({{candidate}}) in the current one (%s), meaning the same; others as given."""
+    if command is None:
+        return None
+    items = command if isinstance(command, list) else [command]
+    if not any(_OLD_PLACEHOLDER.search(item) for item in items):
+        return command
+    upgraded = [_OLD_PLACEHOLDER.sub(PLACEHOLDER, item.replace("%", "%%")) for item in items]
+    return upgraded if isinstance(command, list) else upgraded[0]
 
 
 def run(command, timeout: float, environ: dict | None = None) -> Outcome:

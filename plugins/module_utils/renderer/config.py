@@ -1,6 +1,7 @@
 # Copyright: Contributors to the Dockyard project
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The renderer's configuration: a JSON file, defaults, and CONSUL_HTTP_* from the environment."""
+"""The renderer's configuration: a JSON file and defaults; the consul section is read by daemon.consul.parse_settings,
+over CONSUL_HTTP_* from the environment."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..daemon.config import ConfigError, duration, log_level, only, read_json, readable_file
-from ..daemon.consul import ConsulSettings
+from ..daemon.config import ConfigError, duration, log_level, only, read_json
+from ..daemon.consul import ConsulSettings, parse_settings
+from .commands import upgrade_placeholder
 
 # Consul caps a blocking query's wait at ten minutes.
 MAX_BLOCK_WAIT = 600.0
@@ -41,10 +43,6 @@ def signal_number(value: Any, name: str) -> int | None:
     if not isinstance(number, int):
         raise ConfigError(f"{name}: unknown signal {value!r}")
     return int(number)
-
-
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -126,70 +124,6 @@ def _wait(raw: Any, where: str) -> Wait:
     return Wait(low, high)
 
 
-def consul_from_env(environ=None) -> ConsulSettings:
-    """The standard CONSUL_HTTP_* variables, as the consul CLI reads them."""
-    env = os.environ if environ is None else environ
-    settings = ConsulSettings()
-    address = env.get("CONSUL_HTTP_ADDR", "")
-    if address:
-        if address.startswith("https://"):
-            settings.scheme = "https"
-        settings.address = address.split("://", 1)[-1]
-    if _truthy(env.get("CONSUL_HTTP_SSL", "")):
-        settings.scheme = "https"
-    if "CONSUL_HTTP_SSL_VERIFY" in env:
-        settings.verify = _truthy(env["CONSUL_HTTP_SSL_VERIFY"])
-    settings.token = env.get("CONSUL_HTTP_TOKEN", "")
-    settings.ca_file = env.get("CONSUL_CACERT", "")
-    settings.cert_file = env.get("CONSUL_CLIENT_CERT", "")
-    settings.key_file = env.get("CONSUL_CLIENT_KEY", "")
-    return settings
-
-
-def parse_consul(raw: dict | None, environ=None) -> ConsulSettings:
-    """Settings from the config file win over the environment, which wins over defaults."""
-    settings = consul_from_env(environ)
-    raw = raw or {}
-    only(raw, ("address", "scheme", "ssl", "token", "ca_file", "cert_file", "key_file", "verify", "timeout"), "consul")
-    if raw.get("address"):
-        address = str(raw["address"])
-        if address.startswith("https://"):
-            settings.scheme = "https"
-        settings.address = address.split("://", 1)[-1]
-    if raw.get("scheme"):
-        if raw["scheme"] not in ("http", "https"):
-            raise ConfigError("consul.scheme: expected http or https")
-        settings.scheme = raw["scheme"]
-    if raw.get("ssl"):
-        settings.scheme = "https"
-    for name in ("token", "ca_file", "cert_file", "key_file"):
-        if raw.get(name):
-            setattr(settings, name, str(raw[name]))
-    if "verify" in raw:
-        settings.verify = bool(raw["verify"])
-    if "timeout" in raw:
-        settings.timeout = duration(raw["timeout"], "consul.timeout")
-    if bool(settings.cert_file) != bool(settings.key_file):
-        raise ConfigError("consul: cert_file and key_file go together")
-    return settings
-
-
-# The TLS files of the Consul settings, and where each may come from in the environment.
-TLS_FILES = {"ca_file": "CONSUL_CACERT", "cert_file": "CONSUL_CLIENT_CERT", "key_file": "CONSUL_CLIENT_KEY"}
-
-
-def check_files(settings: ConsulSettings, names: dict | None = None) -> None:
-    """On the host: the CA, certificate and key files the Consul settings name exist and can be read.
-
-    A ConfigError names the setting: consul.<setting>, or names[setting] (the render module passes its option
-    names). Without this check a missing file passes validation and stops the first Consul request.
-    """
-    for setting in TLS_FILES:
-        path = getattr(settings, setting)
-        if path:
-            readable_file(path, (names or {}).get(setting, f"consul.{setting}"))
-
-
 def _command(raw: Any, where: str) -> str | list | None:
     if raw is None or raw == "" or raw == []:
         return None
@@ -248,7 +182,7 @@ def parse_template(raw: dict, index: int) -> TemplateConfig:
         user=raw.get("user", raw.get("owner")),
         group=raw.get("group"),
         mode=_mode(raw.get("mode", raw.get("perms")), where + ".mode"),
-        check=_command(raw.get("check"), where + ".check"),
+        check=upgrade_placeholder(_command(raw.get("check"), where + ".check")),
         command=_command(raw.get("command"), where + ".command"),
         command_timeout=duration(raw.get("command_timeout", 30), where + ".command_timeout"),
         wait=_wait(raw["wait"], where + ".wait") if raw.get("wait") is not None else None,
@@ -262,7 +196,7 @@ def parse(raw: dict, environ=None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a JSON object")
     only(raw, ("consul", "wait", "watch", "templates", "exec", "status", "log_level"), "config")
-    config = Config(consul=parse_consul(raw.get("consul"), environ))
+    config = Config(consul=parse_settings(raw.get("consul"), os.environ if environ is None else environ))
     if raw.get("wait") is not None:
         config.wait = _wait(raw["wait"], "wait")
     watch = raw.get("watch") or {}

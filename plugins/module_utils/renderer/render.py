@@ -1,10 +1,13 @@
 # Copyright: Contributors to the Dockyard project
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Files: would a render change the live file, and the atomic write that makes it so.
+"""Files: would a render change the live file, and render-check-swap, the one way a render goes live.
 
-A write is a candidate file in the destination's own directory (so the swap
-is a rename on one filesystem), fsynced and given its owner, group and mode,
-then renamed over the live file, then the directory is fsynced.
+swap() is what the daemon's runner and the render module both call: unless
+the live file already holds the contents, a candidate file is written in the
+destination's own directory (so the swap is a rename on one filesystem),
+fsynced and given its owner, group and mode; the check runs on it (%s
+stands for its path); only if it passes is it renamed over the live file,
+and the directory fsynced. A failed check leaves the live file as it was.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import os
 import pwd
 import tempfile
 from dataclasses import dataclass
+
+from . import commands
 
 
 @dataclass
@@ -98,13 +103,58 @@ def restore(destination: str, previous: Live) -> None:
     commit(candidate, destination)
 
 
-def write(destination: str, contents: bytes, mode=None, user=None, group=None) -> bool:
-    """Writes destination atomically unless it already holds contents; returns whether it wrote."""
-    live = read_live(destination)
+class CommitError(OSError):
+    """The checked candidate could not replace the live file."""
+
+
+@dataclass
+class Swap:
+    """What swap() did: status is unchanged, rendered or check failed; checked is the check's outcome, if one ran."""
+
+    status: str
+    live: Live
+    checked: commands.Outcome | None = None
+
+
+def check_candidate(
+    destination: str, contents: bytes, check, timeout=None, mode=None, user=None, group=None, live=None
+):
+    """The check's outcome on contents written as a candidate beside destination; the candidate is removed after."""
+    candidate = write_candidate(destination, contents, mode, user, group, live)
+    try:
+        if not check:
+            return commands.Outcome(True, 0, "")
+        return commands.run(commands.with_candidate(check, candidate), timeout)
+    finally:
+        discard(candidate)
+
+
+def swap(destination: str, contents: bytes, check=None, timeout=None, mode=None, user=None, group=None, live=None):
+    """Render, check, swap: destination holds contents afterwards unless the check fails on them.
+
+    check is a shell string or an argument list naming the candidate with %s
+    (run with timeout seconds, None for none); live is the live file when
+    the caller has read it already. Raises OSError or KeyError (an unknown
+    user or group) when the candidate cannot be written, CommitError when it
+    cannot replace the live file; the candidate never stays behind.
+    """
+    live = read_live(destination) if live is None else live
     if not would_render(contents, live):
-        return False
-    commit(write_candidate(destination, contents, mode, user, group, live), destination)
-    return True
+        return Swap("unchanged", live)
+    candidate = write_candidate(destination, contents, mode, user, group, live)
+    checked = None
+    try:
+        if check:
+            checked = commands.run(commands.with_candidate(check, candidate), timeout)
+            if not checked.ok:
+                return Swap("check failed", live, checked)
+        try:
+            commit(candidate, destination)
+        except OSError as error:
+            raise CommitError(error.errno, error.strerror, destination) from None
+    finally:
+        discard(candidate)
+    return Swap("rendered", live, checked)
 
 
 def _sync_directory(directory: str) -> None:

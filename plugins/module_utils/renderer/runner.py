@@ -39,6 +39,42 @@ from .brain import Brain
 from .watch import Stats, View
 
 MAX_ISOLATION_CHECKS = 64
+FETCH_ROUNDS = 20  # executions of one template, each fetching the reads it newly found, before giving up
+FETCH_ATTEMPTS = 3  # tries of one fetch before its ConsulError stands
+
+
+def fetch(dependency, client, attempts: int = FETCH_ATTEMPTS, backoff: float = 0.25, max_backoff: float = 2.0):
+    """dependency's data, read now (no blocking query); a ConsulError only after `attempts` failed tries."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return dependency.fetch(client)[0]
+        except ConsulError:
+            if attempt == attempts:
+                raise
+            time.sleep(backoff_delay(attempt, backoff, max_backoff))
+    return None
+
+
+def complete(template, brain, client, quarantine=None, on_data=None, rounds: int = FETCH_ROUNDS, **retry):
+    """Fetch until complete: executes template, fetching what it reads that brain lacks, until nothing is.
+
+    The one loop of the render module and the daemon's once and dry modes.
+    Returns the last execution: its unfetched list is empty unless the
+    template kept finding new reads for `rounds` executions. on_data(dependency,
+    data) sees every fetched value (the module masks secrets with it).
+    Raises ConsulError (see fetch(); retry takes its attempts and back-off).
+    """
+    execution = template.execute(brain, quarantine)
+    for _round in range(rounds - 1):
+        if not execution.unfetched:
+            break
+        for dependency in execution.unfetched:
+            data = fetch(dependency, client, **retry)
+            if on_data is not None:
+                on_data(dependency, data)
+            brain.remember(dependency, data)
+        execution = template.execute(brain, quarantine)
+    return execution
 
 
 class _BudgetSpent(Exception):
@@ -59,7 +95,8 @@ class TemplateState:
     render_count: int = 0
     last_render: float | None = None  # wall clock
     last_error: str | None = None
-    waiting_for: str | None = None
+    waiting_for: str | None = None  # for the status endpoint: what the template waits for, in words
+    missing: list = field(default_factory=list)  # keys the last execution read that do not exist
     skipped: list = field(default_factory=list)  # the last complete execution's warnings
     skipped_total: int = 0
     errors: int = 0
@@ -175,19 +212,6 @@ class Runner:
                 self.views.pop(dependency).stop()
                 self.brain.forget(dependency)
 
-    def fetch_now(self, dependencies, attempts: int = 3) -> None:
-        """Fetches dependencies once, without blocking (once and dry modes, the module)."""
-        for dependency in dependencies:
-            for attempt in range(1, attempts + 1):
-                try:
-                    data = dependency.fetch(self.client)[0]
-                    self.brain.remember(dependency, data)
-                    break
-                except ConsulError:
-                    if attempt == attempts:
-                        raise
-                    time.sleep(backoff_delay(attempt, self.config.watch.backoff, min(self.config.watch.max_backoff, 2)))
-
     # -- one template ------------------------------------------------------------------
     def _fail(self, state, message: str, counter: str = "errors", **fields) -> str:
         state.last_error = message
@@ -206,6 +230,7 @@ class Runner:
         execution = state.template.execute(self.brain, state.quarantine)
         state.quarantine = {path: state.quarantine[path] for path in execution.held}
         state.dependencies = list(execution.used)
+        state.missing = list(execution.missing)
         if execution.unfetched:
             state.waiting_for = ", ".join(str(dep) for dep in execution.unfetched)
             return "waiting"
@@ -267,25 +292,22 @@ class Runner:
                 )
         return None
 
-    def _check(self, config, contents: bytes, live) -> tuple:
-        """(outcome of the check, candidate path) for contents written beside the live file."""
-        candidate = files.write_candidate(config.destination, contents, config.mode, config.user, config.group, live)
-        if not config.check:
-            return commands.Outcome(True, 0, ""), candidate
-        try:
-            checked = commands.run(commands.with_candidate(config.check, candidate), config.command_timeout)
-        except BaseException:
-            files.discard(candidate)
-            raise
-        return checked, candidate
-
     def _passes(self, state, quarantine: dict, live) -> bool:
         trial = state.template.execute(self.brain, quarantine)
         if not trial.complete:
             return False
-        checked, candidate = self._check(state.config, trial.output.encode("utf-8"), live)
-        files.discard(candidate)
-        return checked.ok
+        config = state.config
+        contents = trial.output.encode("utf-8")
+        return files.check_candidate(
+            config.destination,
+            contents,
+            config.check,
+            config.command_timeout,
+            config.mode,
+            config.user,
+            config.group,
+            live,
+        ).ok
 
     def _isolate(self, state, execution, live) -> dict:
         """The entries (path -> value) the check fails with; empty when it fails without them too.
@@ -331,14 +353,25 @@ class Runner:
             stream.flush()
             return "rendered"
         live = files.read_live(config.destination)
-        if not files.would_render(contents, live):
-            return "unchanged"
         try:
-            checked, candidate = self._check(config, contents, live)
+            swapped = files.swap(
+                config.destination,
+                contents,
+                config.check,
+                config.command_timeout,
+                config.mode,
+                config.user,
+                config.group,
+                live,
+            )
+        except files.CommitError as error:
+            return self._fail(state, f"cannot replace live file: {error}")
         except (OSError, KeyError) as error:
             return self._fail(state, f"cannot write candidate: {error}")
-        if not checked.ok:
-            files.discard(candidate)
+        if swapped.status == "unchanged":
+            return "unchanged"
+        if swapped.status == "check failed":
+            checked = swapped.checked
             offenders = self._isolate(state, execution, live) if isolate and execution.items else {}
             if not offenders:
                 return self._fail(state, f"check failed, live file kept: {checked.describe()}", "check_failures")
@@ -352,11 +385,6 @@ class Runner:
                 )
             state.quarantine.update(offenders)
             return self.process(state, isolate=False)
-        try:
-            files.commit(candidate, config.destination)
-        except OSError as error:
-            files.discard(candidate)
-            return self._fail(state, f"cannot replace live file: {error}")
         state.render_count += 1
         state.last_render = time.time()
         logs.event(logging.INFO, "rendered", template=config.name, destination=config.destination)
@@ -377,23 +405,29 @@ class Runner:
         return "rendered"
 
     # -- modes -------------------------------------------------------------------------
-    def once(self, rounds: int = 20) -> dict:
+    def once(self) -> dict:
         """Renders every template once (fetching what they read); returns name -> outcome."""
         results = {}
+        watch = self.config.watch
         for state in self.states:
-            outcome = "failed"
-            for _round in range(rounds):
-                outcome = self.process(state)
-                if outcome != "waiting":
-                    break
+            if state.template is not None:
                 try:
-                    self.fetch_now([dep for dep in state.dependencies if dep not in self.brain])
+                    complete(
+                        state.template,
+                        self.brain,
+                        self.client,
+                        state.quarantine,
+                        backoff=watch.backoff,
+                        max_backoff=min(watch.max_backoff, 2),
+                    )
                 except ConsulError as error:
-                    outcome = self._fail(state, str(error))
-                    break
+                    results[state.config.name] = self._fail(state, str(error))
+                    continue
+            outcome = self.process(state)
+            if outcome == "waiting":
+                outcome = self._fail(state, f"the template kept finding new Consul reads; gave up after {FETCH_ROUNDS}")
             if outcome == "missing" and not state.config.error_on_missing_key:
-                outcome = "failed"
-                self._fail(state, "missing key(s): {}".format(state.waiting_for.split(" ", 2)[-1]))
+                outcome = self._fail(state, "missing key(s): {}".format(", ".join(state.missing)))
             results[state.config.name] = outcome
         return results
 

@@ -52,10 +52,6 @@ class Stats:
         with self.lock:
             return self.failures.pop(dependency, 0)
 
-    def consecutive_failures(self) -> int:
-        with self.lock:
-            return max(self.failures.values(), default=0)
-
 
 class View(threading.Thread):
     """A thread that keeps one dependency's data current and reports changes to `deliver`."""

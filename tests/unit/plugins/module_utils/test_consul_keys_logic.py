@@ -1,64 +1,32 @@
 """The plain logic of consul_keys: keys, values, plans, batches and the seeder's retry loop."""
 
-import base64
 import importlib
 import json
 
 import pytest
+from support.fake_consul import FakeConsul as _Fake
 
 ck = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils._consul_keys")
 
 PREFIX = "config/app/"
 
 
-class FakeConsul:
-    """An in-memory KV with Consul's transaction semantics (check-and-set, all or nothing)."""
+@pytest.fixture(autouse=True)
+def _close_fakes():
+    """Every fake Consul a test started (FakeConsul below) is closed after it."""
+    yield
+    while _STARTED:
+        _STARTED.pop().close()
 
-    def __init__(self, data=None):
-        self.index = 10
-        self.kv = {}
-        self.transactions = []
-        self.reads = 0
-        for key, value in (data or {}).items():
-            self.set(key, value)
 
-    def set(self, key, value):
-        self.index += 1
-        self.kv[key] = (value.encode() if isinstance(value, str) else value, self.index)
+_STARTED = []
 
-    def kv_read_tree(self, prefix):
-        self.reads += 1
-        return [
-            {"Key": key, "Value": base64.b64encode(raw).decode(), "ModifyIndex": index}
-            for key, (raw, index) in sorted(self.kv.items())
-            if key.startswith(prefix)
-        ]
 
-    def txn(self, operations):
-        self.transactions.append(operations)
-        assert len(operations) <= ck.TXN_MAX_OPERATIONS
-        errors = []
-        for position, operation in enumerate(operations):
-            kv = operation["KV"]
-            current = self.kv.get(kv["Key"])
-            index = current[1] if current else 0
-            if kv["Verb"] == "cas" and kv["Index"] != index:
-                errors.append({"OpIndex": position, "What": f'failed to set key "{kv["Key"]}", index is stale'})
-            if kv["Verb"] == "delete-cas" and current and kv["Index"] != index:
-                errors.append({"OpIndex": position, "What": f'failed to delete key "{kv["Key"]}", index is stale'})
-        if errors:
-            return False, [], errors
-        self.index += 1
-        for operation in operations:
-            kv = operation["KV"]
-            if kv["Verb"] == "cas":
-                self.kv[kv["Key"]] = (base64.b64decode(kv["Value"]), self.index)
-            else:
-                self.kv.pop(kv["Key"], None)
-        return True, [], []
-
-    def values(self):
-        return {key: raw.decode() for key, (raw, _index) in self.kv.items()}
+def FakeConsul(data=None):
+    """The one fake Consul (tests/support/fake_consul.py), seeded with data, closed after the test."""
+    consul = _Fake(data)
+    _STARTED.append(consul)
+    return consul
 
 
 # --- keys and values -------------------------------------------------------
@@ -173,7 +141,7 @@ def test_a_symlink_within_src_is_read(tmp_path):
 
 
 def current_of(data):
-    return ck.parse_entries(FakeConsul(data).kv_read_tree(""))
+    return ck.parse_entries(FakeConsul(data).client().kv_read_tree(""))
 
 
 def test_plan_writes_only_what_differs():
@@ -215,7 +183,7 @@ def test_batches_respect_operation_and_byte_limits():
 
 
 def seeder(consul, data, **kwargs):
-    return ck.KeySeeder(consul, PREFIX, desired=ck.build_desired(PREFIX, data), **kwargs)
+    return ck.KeySeeder(consul.client(), PREFIX, desired=ck.build_desired(PREFIX, data), **kwargs)
 
 
 def test_seeding_then_reseeding_writes_nothing_the_second_time():
@@ -224,6 +192,7 @@ def test_seeding_then_reseeding_writes_nothing_the_second_time():
     first = seeder(consul, data).run()
     assert len(first.keys("added")) == 200
     assert first.transactions == 4
+    assert max(len(operations) for operations in consul.transactions) <= ck.TXN_MAX_OPERATIONS
     writes = len(consul.transactions)
     second = seeder(consul, data).run()
     assert not second.changed
@@ -243,15 +212,19 @@ class ChangeBetweenReadAndWrite(ck.KeySeeder):
     """Another writer changes a key after each read (for the first `times` reads)."""
 
     times = 1
+    fake = None
 
     def between_read_and_write(self, attempt, changes):
         if attempt < self.times:
-            self.client.set(PREFIX + "a", f"theirs-{attempt}")
+            self.fake.set(PREFIX + "a", f"theirs-{attempt}")
 
 
 def test_a_conflict_is_retried_and_the_desired_state_wins():
     consul = FakeConsul({PREFIX + "a": "old"})
-    run = ChangeBetweenReadAndWrite(consul, PREFIX, desired=ck.build_desired(PREFIX, {"a": "ours", "b": "new"}))
+    run = ChangeBetweenReadAndWrite(
+        consul.client(), PREFIX, desired=ck.build_desired(PREFIX, {"a": "ours", "b": "new"})
+    )
+    run.fake = consul
     outcome = run.run()
     assert outcome.conflicts == [PREFIX + "a"]
     assert outcome.attempts == 2
@@ -262,9 +235,9 @@ def test_a_conflict_is_retried_and_the_desired_state_wins():
 def test_a_persisting_conflict_fails_naming_the_key_with_nothing_written():
     consul = FakeConsul({PREFIX + "a": "old"})
     run = ChangeBetweenReadAndWrite(
-        consul, PREFIX, desired=ck.build_desired(PREFIX, {"a": "ours", "b": "new"}), retries=2
+        consul.client(), PREFIX, desired=ck.build_desired(PREFIX, {"a": "ours", "b": "new"}), retries=2
     )
-    run.times = 99
+    run.fake, run.times = consul, 99
     with pytest.raises(ck.ConflictError) as failed:
         run.run()
     assert failed.value.keys == [PREFIX + "a"]
@@ -274,12 +247,8 @@ def test_a_persisting_conflict_fails_naming_the_key_with_nothing_written():
 
 
 def test_permission_denied_names_the_keys():
-    class Denying(FakeConsul):
-        def txn(self, operations):
-            self.transactions.append(operations)
-            return False, [], [{"OpIndex": i, "What": "Permission denied"} for i in range(len(operations))]
-
-    consul = Denying()
+    consul = FakeConsul()
+    consul.denied = ["*"]
     with pytest.raises(ck.ConsulKeysError, match="ACLs deny writing config/app/a, config/app/b"):
         seeder(consul, {"a": "1", "b": "2"}).run()
     assert consul.values() == {}

@@ -1,16 +1,13 @@
-"""dockyard.platform.render driven through main(), over a fake Consul HTTP client."""
+"""dockyard.platform.render driven through main() (the run_module fixture), over the fake Consul."""
 
-import base64
 import hashlib
 import importlib
 import json
 import os
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 render = importlib.import_module("ansible_collections.dockyard.platform.plugins.modules.render")
-consul = importlib.import_module("ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul")
 
 KV = {
     "app/name": "shop",
@@ -23,45 +20,39 @@ TEMPLATE = "name={{ key('app/name') }}\n{% for b in ls('app/backends') %}server 
 
 
 @pytest.fixture(autouse=True)
-def fake_consul(monkeypatch):
-    def get(self, path, params=None, timeout=None):
-        key = path[len("/v1/kv/") :]
-        matches = [(k, v) for k, v in KV.items() if (k.startswith(key) if params and "recurse" in params else k == key)]
-        if not matches:
-            return consul.Response(404, b"", 7)
-        body = [{"Key": k, "Value": base64.b64encode(v.encode()).decode()} for k, v in matches]
-        return consul.Response(200, json.dumps(body).encode(), 7)
-
-    monkeypatch.setattr(consul.ConsulClient, "get", get)
+def consul(fake_consul):
+    for key, value in KV.items():
+        fake_consul.set(key, value)
+    return fake_consul
 
 
-def run(args, capsys, check_mode=False, diff=False):
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args), pytest.raises(SystemExit):
-        render.main()
-    return json.loads(capsys.readouterr().out)
+@pytest.fixture
+def run(run_module, consul):
+    """Runs the module against the fake Consul (unless the test gives an address)."""
+
+    def run(args, check_mode=False, diff=False):
+        return run_module(render, {"address": consul.address, **args}, check_mode, diff)
+
+    return run
 
 
-def test_renders_then_changes_nothing(tmp_path, capsys):
+def test_renders_then_changes_nothing(run, tmp_path):
     dest = tmp_path / "out.cfg"
     args = {"content": TEMPLATE, "dest": str(dest), "mode": "0640"}
-    first = run(dict(args), capsys)
+    first = run(dict(args))
     assert first["changed"] is True
     assert dest.read_text() == "name=shop\nserver a 10.0.0.1:80\nserver b 10.0.0.2:80\n"
     assert dest.stat().st_mode & 0o777 == 0o640
     assert first["dependencies"] == ["key(app/name)", "prefix(app/backends/)"]
-    second = run(dict(args), capsys)
+    second = run(dict(args))
     assert second["changed"] is False
     assert second["checksum"] == first["checksum"]
 
 
-def test_check_mode_reports_the_diff_and_writes_nothing(tmp_path, capsys):
+def test_check_mode_reports_the_diff_and_writes_nothing(run, tmp_path):
     dest = tmp_path / "out.cfg"
     dest.write_text("old\n")
-    result = run({"content": "{{ key('app/name') }}\n", "dest": str(dest)}, capsys, check_mode=True, diff=True)
+    result = run({"content": "{{ key('app/name') }}\n", "dest": str(dest)}, check_mode=True, diff=True)
     assert result["changed"] is True
     assert result["diff"]["before"] == "old\n"
     assert result["diff"]["after"] == "shop\n"
@@ -77,21 +68,21 @@ def test_check_mode_reports_the_diff_and_writes_nothing(tmp_path, capsys):
         ("{{ key('app/name') }}", "false %s", "validation failed"),
     ],
 )
-def test_failures_leave_the_file_alone(tmp_path, capsys, content, validate, message):
+def test_failures_leave_the_file_alone(run, tmp_path, content, validate, message):
     dest = tmp_path / "out.cfg"
     dest.write_text("live\n")
     args = {"content": content, "dest": str(dest)}
     if validate:
         args["validate"] = validate
-    result = run(args, capsys)
+    result = run(args)
     assert result["failed"] is True
     assert message in result["msg"]
     assert dest.read_text() == "live\n"
     assert [path.name for path in tmp_path.iterdir()] == ["out.cfg"]
 
 
-def test_src_and_content_are_mutually_exclusive(tmp_path, capsys):
-    result = run({"content": "x", "src": "/x", "dest": str(tmp_path / "o")}, capsys)
+def test_src_and_content_are_mutually_exclusive(run, tmp_path):
+    result = run({"content": "x", "src": "/x", "dest": str(tmp_path / "o")})
     assert "mutually exclusive" in result["msg"]
 
 
@@ -104,7 +95,7 @@ def test_src_and_content_are_mutually_exclusive(tmp_path, capsys):
         ("ca_path", "CONSUL_CACERT", "ca_path (from CONSUL_CACERT)"),
     ],
 )
-def test_a_missing_tls_file_fails_naming_the_option(tmp_path, capsys, monkeypatch, option, environment, named):
+def test_a_missing_tls_file_fails_naming_the_option(run, tmp_path, monkeypatch, option, environment, named):
     for variable in ("CONSUL_CACERT", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"):
         monkeypatch.delenv(variable, raising=False)
     present = tmp_path / "present.pem"
@@ -118,17 +109,17 @@ def test_a_missing_tls_file_fails_naming_the_option(tmp_path, capsys, monkeypatc
         monkeypatch.setenv(environment, str(missing))
     else:
         args[option] = str(missing)
-    result = run(args, capsys)
+    result = run(args)
     assert result["failed"] is True
     assert result["msg"] == f"{named}: cannot read {missing}: No such file or directory"
     assert [path.name for path in tmp_path.iterdir()] == ["present.pem"]
 
 
-def test_tls_files_that_are_no_certificates_fail_naming_the_options(tmp_path, capsys):
+def test_tls_files_that_are_no_certificates_fail_naming_the_options(run, tmp_path):
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
     args = {"content": "x", "dest": str(tmp_path / "out"), "consul_scheme": "https", "ca_path": str(garbage)}
-    result = run(args, capsys)
+    result = run(args)
     assert result["failed"] is True
     assert result["msg"].startswith("cannot load the TLS files of ca_path: ")
     assert not (tmp_path / "out").exists()
@@ -138,11 +129,11 @@ SECRET_TEMPLATE = "user={{ key('app/db/user') }}\npassword={{ key('app/db/passwo
 
 
 @pytest.mark.parametrize("patterns", [["app/db/password"], ["app/db/*"], ["*"]])
-def test_the_diff_of_a_template_reading_a_secret_key_shows_no_text(tmp_path, capsys, patterns):
+def test_the_diff_of_a_template_reading_a_secret_key_shows_no_text(run, tmp_path, patterns):
     dest = tmp_path / "settings.env"
     dest.write_text("user=shop\npassword=old-Pa55word\n")
     args = {"content": SECRET_TEMPLATE, "dest": str(dest), "secret_keys": patterns}
-    result = run(args, capsys, check_mode=True, diff=True)
+    result = run(args, check_mode=True, diff=True)
     text = json.dumps(result)
     assert "s3cr3t-Pa55" not in text
     assert "old-Pa55word" not in text
@@ -155,7 +146,7 @@ def test_the_diff_of_a_template_reading_a_secret_key_shows_no_text(tmp_path, cap
     assert dest.read_text() == "user=shop\npassword=old-Pa55word\n"
 
 
-def test_secret_values_read_through_a_folder_are_masked_in_validate_output(tmp_path, capsys):
+def test_secret_values_read_through_a_folder_are_masked_in_validate_output(run, tmp_path):
     dest = tmp_path / "settings.env"
     template = "{% for item in tree('app/db') %}{{ item.key }}={{ item.value }}\n{% endfor %}"
     args = {
@@ -164,20 +155,20 @@ def test_secret_values_read_through_a_folder_are_masked_in_validate_output(tmp_p
         "secret_keys": ["app/db/pass*"],
         "validate": "sh -c 'cat %s; exit 1'",
     }
-    result = run(args, capsys, diff=True)
+    result = run(args, diff=True)
     assert result["failed"] is True
     assert "password=********" in result["stdout"]
     assert "s3cr3t-Pa55" not in json.dumps(result)
     assert not dest.exists()
 
 
-def test_without_secret_keys_the_diff_shows_the_text(tmp_path, capsys):
-    result = run({"content": SECRET_TEMPLATE, "dest": str(tmp_path / "o")}, capsys, check_mode=True, diff=True)
+def test_without_secret_keys_the_diff_shows_the_text(run, tmp_path):
+    result = run({"content": SECRET_TEMPLATE, "dest": str(tmp_path / "o")}, check_mode=True, diff=True)
     assert result["diff"]["after"] == "user=shop\npassword=s3cr3t-Pa55\n"
 
 
 @pytest.mark.parametrize("mode", [0o600, "0600", "600", "u=rw,go="])
-def test_a_new_file_is_created_with_the_mode_asked(tmp_path, capsys, monkeypatch, mode):
+def test_a_new_file_is_created_with_the_mode_asked(run, tmp_path, monkeypatch, mode):
     dest = tmp_path / "new" / "secret.env"
     modes_at_commit = []
     commit = render.renderer_files.commit
@@ -187,17 +178,56 @@ def test_a_new_file_is_created_with_the_mode_asked(tmp_path, capsys, monkeypatch
         commit(candidate, destination)
 
     monkeypatch.setattr(render.renderer_files, "commit", recording_commit)
-    result = run({"content": SECRET_TEMPLATE, "dest": str(dest), "mode": mode}, capsys)
+    result = run({"content": SECRET_TEMPLATE, "dest": str(dest), "mode": mode})
     assert result["changed"] is True
     assert modes_at_commit == [0o600]
     assert dest.stat().st_mode & 0o7777 == 0o600
-    again = run({"content": SECRET_TEMPLATE, "dest": str(dest), "mode": mode}, capsys)
+    again = run({"content": SECRET_TEMPLATE, "dest": str(dest), "mode": mode})
     assert again["changed"] is False
 
 
 @pytest.mark.parametrize("mode", ["u=banana", "0999", [1], True, 0o10000])
-def test_a_bad_mode_fails_naming_mode_and_writes_nothing(tmp_path, capsys, mode):
-    result = run({"content": "x", "dest": str(tmp_path / "o"), "mode": mode}, capsys)
+def test_a_bad_mode_fails_naming_mode_and_writes_nothing(run, tmp_path, mode):
+    result = run({"content": "x", "dest": str(tmp_path / "o"), "mode": mode})
     assert result["failed"] is True
     assert result["msg"].startswith("mode must be")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_deprecated_option_names_still_work_and_warn(run_module, consul, tmp_path):
+    dest = tmp_path / "out"
+    args = {"content": "{{ key('app/name') }}", "dest": str(dest), "consul_address": consul.address}
+    result = run_module(render, {**args, "consul_scheme": "http"})
+    assert result["changed"] is True
+    assert dest.read_text() == "shop"
+    assert "warnings" not in result
+    deprecated = json.dumps(result["deprecations"])
+    assert "consul_address" in deprecated
+    assert "consul_scheme" in deprecated
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("http://user:pw@127.0.0.1:8500", "address: credentials in the address are refused"),
+        ("127.0.0.1:8500/v1/kv", "address: a path in the address is refused"),
+        ("ftp://127.0.0.1:21", "address: the scheme must be http or https"),
+    ],
+)
+def test_a_bad_address_fails_naming_the_option_before_any_request(run, consul, tmp_path, address, message):
+    result = run({"content": "{{ key('app/name') }}", "dest": str(tmp_path / "out"), "address": address})
+    assert result["failed"] is True
+    assert result["msg"].startswith(message)
+    assert "pw" not in result["msg"]
+    assert consul.requests == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_token_is_named_by_its_option_never_by_value(run, consul, tmp_path):
+    consul.token = "the-right-one"
+    result = run({"content": "{{ key('app/name') }}", "dest": str(tmp_path / "out"), "token": "wrong-token-value"})
+    assert result["failed"] is True
+    assert result["msg"].startswith("Consul refused the ACL token given in the token option")
+    assert "wrong-token-value" not in json.dumps(result)
+    granted = run({"content": "{{ key('app/name') }}", "dest": str(tmp_path / "out"), "token": "the-right-one"})
+    assert granted["changed"] is True

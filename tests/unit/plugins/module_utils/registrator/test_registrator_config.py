@@ -70,10 +70,12 @@ def test_full_file(tmp_path):
         ({"consul": []}, "consul: expected a mapping"),
         ({"consul": {"tokn": "x"}}, "consul: unknown setting(s) tokn"),
         ({"consul": {"scheme": "ftp"}}, "consul.scheme: expected http or https"),
-        ({"consul": {"address": "https://h:8501"}}, "consul.address: expected host:port without a scheme"),
+        ({"consul": {"address": "https://u:p@h:8501"}}, "consul.address: credentials in the address are refused"),
+        ({"consul": {"address": "h:8501/v1"}}, "consul.address: a path in the address is refused"),
         ({"consul": {"token": 5}}, "consul.token: expected a string"),
         ({"consul": {"scheme": "https", "cert_file": "/c.pem"}}, "consul.cert_file and consul.key_file go together"),
         ({"consul": {"ca_file": "/ca.pem"}}, "need consul.scheme https"),
+        ({"consul": {"verify": "maybe"}}, "consul.verify: expected true or false"),
     ],
 )
 def test_errors_name_the_setting(settings, message):
@@ -98,7 +100,7 @@ def test_check_files_names_the_missing_file(tmp_path):
     ca.write_text("x")
     config.check_files(parse(consul={"scheme": "https", "ca_file": str(ca)}))
     parsed = parse(consul={"scheme": "https", "ca_file": str(ca), "cert_file": "/no/cert.pem", "key_file": str(ca)})
-    with pytest.raises(config.ConfigError, match=r"consul\.cert_file: /no/cert\.pem does not exist"):
+    with pytest.raises(config.ConfigError, match=r"consul\.cert_file: cannot read /no/cert\.pem: No such file"):
         config.check_files(parsed)
 
 
@@ -127,3 +129,11 @@ def test_node_names_the_routing_grammar_accepts(node):
 
 def test_the_address_is_kept_in_its_canonical_form():
     assert parse(address="2001:DB8::0:1").address == "2001:db8::1"
+
+
+def test_an_https_address_and_no_environment(monkeypatch):
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", "from-the-environment")
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", "elsewhere:8500")
+    parsed = parse(consul={"address": "https://h:8501"})
+    assert parsed.consul.base_url == "https://h:8501"
+    assert parsed.consul.token == ""  # the registrator reads its file only

@@ -102,3 +102,23 @@ def test_a_check_that_fails_without_any_entry_keeps_the_live_file(tmp_path):
     assert runner.process(state) == "failed"
     assert state.check_failures == 1 and state.quarantine == {}
     assert not (tmp_path / "out").exists()
+
+
+def test_once_fetches_until_complete_and_names_missing_keys_from_data(tmp_path, fake_consul):
+    fake_consul.set("cfg/name", "shop")
+    template = "{{ key('cfg/name') }}{% for item in ls('cfg/extra') %}{{ key(item.value) }}{% endfor %}"
+    raw = {
+        "consul": {"address": fake_consul.address},
+        "templates": [{"name": "t", "destination": str(tmp_path / "out"), "contents": template}],
+    }
+    runner = Runner(configuration.parse(raw, {}), stdout=io.StringIO())
+    assert runner.once() == {"t": "rendered"}
+    assert (tmp_path / "out").read_text() == "shop"
+    fake_consul.set("cfg/extra/a", "cfg/gone")
+    fake_consul.set("cfg/extra/b", "cfg/also gone")
+    runner = Runner(configuration.parse(raw, {}), stdout=io.StringIO())
+    assert runner.once() == {"t": "failed"}
+    state = runner.states[0]
+    assert state.missing == ["cfg/gone", "cfg/also gone"]
+    assert state.last_error == "missing key(s): cfg/gone, cfg/also gone"
+    assert (tmp_path / "out").read_text() == "shop"
