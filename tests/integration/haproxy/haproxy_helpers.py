@@ -154,7 +154,7 @@ class Router:
                     "name": "haproxy",
                     "source": str(self.template),
                     "destination": str(self.live),
-                    "check": f"{haproxy_binary()} -c -q -f {{{{candidate}}}}",
+                    "check": f"{haproxy_binary()} -c -q -f %s",
                     "command": self.reload_command(),
                     "wait": {"min": "200ms", "max": "1s"},
                     "max_drop": "100%",
@@ -218,25 +218,26 @@ class Router:
 
     def master(self, command: str, timeout: float = 10) -> str:
         """A command on the master CLI; retried while the master re-executes (its socket is then closed)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with socket.socket(socket.AF_UNIX) as sock:
-                    sock.settimeout(5)
-                    sock.connect(str(self.master_socket))
-                    sock.sendall(command.encode() + b"\n")
-                    sock.shutdown(socket.SHUT_WR)
-                    chunks = []
-                    while True:
-                        chunk = sock.recv(65536)
-                        if not chunk:
-                            break
-                        chunks.append(chunk)
-                return b"".join(chunks).decode()
-            except (ConnectionRefusedError, FileNotFoundError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        answer = wait_for(lambda: self._master_once(command), timeout, 0.1, f"the master CLI to take {command!r}")
+        return answer[0]
+
+    def _master_once(self, command: str) -> list[str] | None:
+        """[the master's answer], or None while its socket is closed."""
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
+                sock.connect(str(self.master_socket))
+                sock.sendall(command.encode() + b"\n")
+                sock.shutdown(socket.SHUT_WR)
+                chunks = []
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None
+        return [b"".join(chunks).decode()]
 
     def wait_rendered(self, predicate, timeout: float = 10, what: str = "the live configuration"):
         return wait_for(lambda: predicate(self.live.read_text()), timeout, what=what)

@@ -80,7 +80,7 @@ def test_fault_keeps_the_live_file_and_runs_no_reload(fault, consul_agent, rende
                     "name": "fault",
                     "source": str(source),
                     "destination": str(live),
-                    "check": "! grep -q refused-by-check {{candidate}}",
+                    "check": "! grep -q refused-by-check %s",
                     "command": f"echo reload >> {reloads}",
                     "max_drop": "50%",
                 }

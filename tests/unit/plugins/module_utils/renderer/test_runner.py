@@ -72,7 +72,7 @@ def feed_routes(runner, routes):
 
 def test_entries_a_check_fails_with_are_left_out_and_the_rest_renders(tmp_path, caplog):
     # The operator's check refuses any candidate naming a forbidden host: a real command, run on each candidate.
-    runner = make_runner(tmp_path, contents=ROUTED, check="! grep -q forbidden {{candidate}}")
+    runner = make_runner(tmp_path, contents=ROUTED, check="! grep -q forbidden %s")
     state = runner.states[0]
     routes = {name: f'{{"hosts": ["{name}.test"]}}' for name in ("a", "b", "c", "d", "e")}
     routes["c"] = '{"hosts": ["forbidden.test"]}'
