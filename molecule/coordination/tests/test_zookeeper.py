@@ -3,9 +3,9 @@ lost member, and a chroot only the deployer identity may use."""
 
 import json
 import shlex
-import time
 
 from coordination_lib import MEMBERS, four_letter_word, lab_host, store, zk_mode
+from support.waiting import wait_for
 
 testinfra_hosts = ["node1"]
 
@@ -39,15 +39,6 @@ def kazoo(host, action: str, servers: str, authenticated: bool = True) -> str:
     return host.check_output(command)
 
 
-def wait_for(predicate, timeout: float = 90, interval: float = 2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 def test_one_leader_and_two_followers(host):
     modes = sorted(zk_mode(host, member) for member in MEMBERS)
     assert modes == ["follower", "follower", "leader"]
@@ -71,12 +62,23 @@ def test_losing_one_member_leaves_a_serving_quorum(host):
     stopped.check_output("systemctl stop zookeeper")
     try:
         # The survivors elect a new leader among themselves and keep serving writes.
-        modes = wait_for(lambda: sorted(zk_mode(host, m) for m in survivors) == ["follower", "leader"] and True)
-        assert modes, {m: zk_mode(host, m) for m in survivors}
+        wait_for(
+            lambda: sorted(zk_mode(host, m) for m in survivors) == ["follower", "leader"],
+            90,
+            2,
+            f"a leader and a follower among {', '.join(survivors)}",
+            detail=lambda: {m: zk_mode(host, m) for m in survivors},
+        )
         assert zk_mode(host, leader) == "not serving"
         servers = ",".join(f"{m}:2181" for m in survivors)
         assert kazoo(host, "write", servers) == "ok"
     finally:
         stopped.check_output("systemctl start zookeeper")
-    assert wait_for(lambda: zk_mode(host, leader) == "follower"), zk_mode(host, leader)
+    wait_for(
+        lambda: zk_mode(host, leader) == "follower",
+        90,
+        2,
+        f"{leader} back as a follower",
+        detail=lambda: f"{leader} is {zk_mode(host, leader)}",
+    )
     assert sorted(zk_mode(host, m) for m in MEMBERS) == ["follower", "follower", "leader"]

@@ -1,18 +1,10 @@
 """The renderer daemon renders from Consul KV, reloads, and reports healthy to Consul."""
 
 import json
-import time
+
+from support.waiting import wait_for
 
 LIVE = "/etc/molecule/greeting.conf"
-
-
-def wait_for(predicate, timeout=20, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def test_daemon_runs_under_systemd(host):
@@ -28,7 +20,7 @@ def test_configuration_is_private(host):
 
 
 def test_first_render(host):
-    assert wait_for(lambda: host.file(LIVE).exists)
+    wait_for(lambda: host.file(LIVE).exists, 20, 0.25, "the first render")
     assert host.file(LIVE).content_string == "greeting=hello\nbackend a 10.0.0.1:80\nbackend b 10.0.0.2:80\n"
     assert host.file(LIVE).mode == 0o644
     assert "reloaded" in host.file("/var/tmp/renderer-reloads").content_string
@@ -37,14 +29,20 @@ def test_first_render(host):
 def test_a_key_change_renders_and_reloads(host):
     reloads_before = host.file("/var/tmp/renderer-reloads").content_string.count("reloaded")
     host.run_expect([0], "curl -sf -X PUT -d changed http://127.0.0.1:8500/v1/kv/molecule/greeting")
-    assert wait_for(lambda: "greeting=changed\n" in host.file(LIVE).content_string, timeout=10)
+    wait_for(lambda: "greeting=changed\n" in host.file(LIVE).content_string, 10, 0.25, "the changed key rendered")
     assert host.file("/var/tmp/renderer-reloads").content_string.count("reloaded") == reloads_before + 1
 
 
 def test_dropping_every_backend_at_once_is_refused(host):
     before = host.file(LIVE).content_string
     host.run_expect([0], "curl -sf -X DELETE 'http://127.0.0.1:8500/v1/kv/molecule/backends?recurse'")
-    assert wait_for(lambda: "render refused" in (host_status(host)["templates"][0]["last_error"] or ""), timeout=10)
+    wait_for(
+        lambda: "render refused" in (host_status(host)["templates"][0]["last_error"] or ""),
+        10,
+        0.25,
+        "the render refused",
+        detail=lambda: host_status(host)["templates"][0],
+    )
     assert host.file(LIVE).content_string == before
 
 
@@ -62,7 +60,19 @@ def test_status_endpoint_and_consul_check(host):
         return {check["Name"]: check["Status"] for check in checks.values()}
 
     # The max_drop refusal above puts the renderer in error: Consul shows it critical.
-    assert wait_for(lambda: check_state().get("dockyard-renderer") == "critical")
+    wait_for(
+        lambda: check_state().get("dockyard-renderer") == "critical",
+        20,
+        0.25,
+        "the renderer's Consul check critical",
+        detail=check_state,
+    )
     host.run_expect([0], "curl -sf -X PUT -d 10.0.0.1:80 http://127.0.0.1:8500/v1/kv/molecule/backends/a")
     host.run_expect([0], "curl -sf -X PUT -d 10.0.0.2:80 http://127.0.0.1:8500/v1/kv/molecule/backends/b")
-    assert wait_for(lambda: check_state().get("dockyard-renderer") == "passing")
+    wait_for(
+        lambda: check_state().get("dockyard-renderer") == "passing",
+        20,
+        0.25,
+        "the renderer's Consul check passing",
+        detail=check_state,
+    )

@@ -8,10 +8,11 @@ Tests of the other phase are skipped, saying so.
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
+from busybox_image import busybox_image
+from support.waiting import wait_for
 
 testinfra_hosts = ["master1"]
 
@@ -74,13 +75,13 @@ def running_tasks(host):
 
 
 def wait_for_tasks(host, count, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tasks = running_tasks(host)
-        if len(tasks) == count:
-            return tasks
-        time.sleep(3)
-    raise AssertionError(f"{SERVICE} runs {running_tasks(host)}, not {count} tasks, after {timeout} s")
+    return wait_for(
+        lambda: tasks if len(tasks := running_tasks(host)) == count else None,
+        timeout,
+        3,
+        f"{count} running tasks of {SERVICE}",
+        detail=lambda: f"{SERVICE} runs {running_tasks(host)}",
+    )
 
 
 def test_all_three_nodes_ready_with_the_inventory_labels(host, formed):
@@ -146,13 +147,4 @@ def test_labels_follow_the_inventory_edit(host, agent2_removed):
 
 
 def build_test_image(node):
-    if node.run(f"docker image inspect {IMAGE}").rc == 0:
-        return
-    node.check_output(
-        "set -eu; rootfs=$(mktemp -d); mkdir -p $rootfs/bin $rootfs/www; cp /bin/busybox $rootfs/bin/; "
-        "for applet in sh httpd; do ln -s busybox $rootfs/bin/$applet; done; "
-        "echo 'served by the swarm' > $rootfs/www/index.html; "
-        "tar -C $rootfs -c . | docker import "
-        """-c 'CMD ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]' - """
-        f"{IMAGE} >/dev/null; rm -rf $rootfs"
-    )
+    node.check_output(busybox_image(IMAGE, ["/bin/httpd", "-f", "-p", "80", "-h", "/www"], index="served by the swarm"))
