@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from busybox_image import busybox_image
 from support.waiting import wait_for
 
 testinfra_hosts = ["manager1"]
@@ -84,11 +85,6 @@ def app_servers(address):
     return next((names for backend, names in servers(address).items() if APP in backend), {})
 
 
-def wait_until(predicate, timeout, step=0.1, what="the condition"):
-    """The shared wait under the name and arguments test_routing_ports.py imports; new code calls wait_for."""
-    return wait_for(predicate, timeout, step, what)
-
-
 def get(address, port=80, host_header=VHOST, path="/"):
     connection = http.client.HTTPConnection(address, port, timeout=5)
     try:
@@ -109,16 +105,8 @@ def local_tasks(name):
 
 def build_app_image(name):
     """An HTTP app from the host's static busybox; it answers with its container's hostname."""
-    node_exec(
-        name,
-        f"docker image inspect {IMAGE} >/dev/null 2>&1 && exit 0; set -eu; rootfs=$(mktemp -d); "
-        "mkdir -p $rootfs/bin $rootfs/www; cp /bin/busybox $rootfs/bin/; "
-        "for applet in sh httpd hostname; do ln -s busybox $rootfs/bin/$applet; done; "
-        "tar -C $rootfs -c . | docker import "
-        """-c 'CMD ["/bin/sh", "-c", "hostname > /www/index.html; echo ok > /www/health; """
-        """exec httpd -f -p 8080 -h /www"]' """
-        f"- {IMAGE} >/dev/null; rm -rf $rootfs",
-    )
+    command = ["/bin/sh", "-c", "hostname > /www/index.html; echo ok > /www/health; exec httpd -f -p 8080 -h /www"]
+    node_exec(name, busybox_image(IMAGE, command))
 
 
 @pytest.fixture(scope="module")

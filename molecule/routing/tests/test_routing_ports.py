@@ -20,6 +20,7 @@ import shlex
 import time
 
 import pytest
+from support.waiting import wait_for
 from test_routing import (
     APP,
     CONSUL_CURL,
@@ -31,7 +32,6 @@ from test_routing import (
     node_address,
     node_exec,
     put_key,
-    wait_until,
 )
 
 testinfra_hosts = ["manager1"]
@@ -85,8 +85,8 @@ def routers():
     """Every router's address, once the app of test_routing.py is routed on each (three servers)."""
     addresses = {name: node_address(name) for name in NODES}
     for name, address in addresses.items():
-        wait_until(lambda a=address: len(app_servers(a)) == 3, 120, step=1, what=f"three servers of {APP} on {name}")
-        wait_until(lambda n=name: health(n)[0] == 200, 30, step=0.5, what=f"the renderer healthy on {name}")
+        wait_for(lambda a=address: len(app_servers(a)) == 3, 120, interval=1, what=f"three servers of {APP} on {name}")
+        wait_for(lambda n=name: health(n)[0] == 200, 30, interval=0.5, what=f"the renderer healthy on {name}")
     return addresses
 
 
@@ -103,13 +103,13 @@ def test_a_route_on_a_port_the_router_uses_is_skipped_and_never_live(host, route
     try:
         for name in routers:
             # The renderer logs the skip when it renders the key (skipped data is logged once, when it appears).
-            wait_until(
+            wait_for(
                 lambda n=name: any(
                     f"route {CLASH_APP}: service_port" in line and str(CLASH_PORT) in line
                     for line in renderer_log_since(n, since).splitlines()
                 ),
                 20,
-                step=0.5,
+                interval=0.5,
                 what=f"the renderer on {name} logging the skipped route {CLASH_APP} (service_port {CLASH_PORT})",
             )
         for name, address in routers.items():
@@ -137,13 +137,13 @@ def test_a_reload_that_cannot_bind_restores_the_file_and_turns_health_to_503(hos
     )
     try:
         listener = f"curl --silent --output /dev/null --max-time 1 http://127.0.0.1:{HELD_PORT}/"
-        wait_until(
+        wait_for(
             lambda: node_exec(name, listener, check=False).returncode == 0,
             10,
             what=f"the listener on {name}:{HELD_PORT}",
         )
         put_key(host, HELD_APP, json.dumps({"hosts": ["held.dockyard.test"], "service_port": HELD_PORT}))
-        wait_until(lambda: health(name)[0] == 503, 30, step=0.5, what=f"the renderer on {name} answering 503")
+        wait_for(lambda: health(name)[0] == 503, 30, interval=0.5, what=f"the renderer on {name} answering 503")
 
         code, body = health(name)
         assert code == 503 and "haproxy" in body, body
@@ -162,14 +162,14 @@ def test_a_reload_that_cannot_bind_restores_the_file_and_turns_health_to_503(hos
         # The route itself is fine where its port is free: the other routers serve it.
         for other in routers:
             if other != name:
-                wait_until(
-                    lambda o=other: f"port_{HELD_PORT}" in live_file(o), 20, step=0.5, what=f"{HELD_APP} on {other}"
+                wait_for(
+                    lambda o=other: f"port_{HELD_PORT}" in live_file(o), 20, interval=0.5, what=f"{HELD_APP} on {other}"
                 )
                 assert health(other)[0] == 200
     finally:
         delete_key(host, HELD_APP)
         node_exec(name, "systemctl stop dockyard-test-held", check=False)
-    wait_until(lambda: health(name)[0] == 200, 30, step=0.5, what=f"the renderer on {name} healthy again")
+    wait_for(lambda: health(name)[0] == 200, 30, interval=0.5, what=f"the renderer on {name} healthy again")
     assert renderer_status(name)["templates"][0]["last_error"] is None
     assert f"port_{HELD_PORT}" not in live_file(name)
     for other, other_address in routers.items():
