@@ -77,6 +77,17 @@ def complete(template, brain, client, quarantine=None, on_data=None, rounds: int
     return execution
 
 
+def _file_settings(config) -> dict:
+    """What check_candidate() and swap() take from a template's configuration besides the destination."""
+    return {
+        "check": config.check,
+        "timeout": config.command_timeout,
+        "mode": config.mode,
+        "user": config.user,
+        "group": config.group,
+    }
+
+
 class _BudgetSpent(Exception):
     """Isolating the entries a check fails with took more checks than allowed."""
 
@@ -296,17 +307,8 @@ class Runner:
         trial = state.template.execute(self.brain, quarantine)
         if not trial.complete:
             return False
-        config = state.config
-        contents = trial.output.encode("utf-8")
         return files.check_candidate(
-            config.destination,
-            contents,
-            config.check,
-            config.command_timeout,
-            config.mode,
-            config.user,
-            config.group,
-            live,
+            state.config.destination, trial.output.encode("utf-8"), **_file_settings(state.config), live=live
         ).ok
 
     def _isolate(self, state, execution, live) -> dict:
@@ -354,16 +356,7 @@ class Runner:
             return "rendered"
         live = files.read_live(config.destination)
         try:
-            swapped = files.swap(
-                config.destination,
-                contents,
-                config.check,
-                config.command_timeout,
-                config.mode,
-                config.user,
-                config.group,
-                live,
-            )
+            swapped = files.swap(config.destination, contents, **_file_settings(config), live=live)
         except files.CommitError as error:
             return self._fail(state, f"cannot replace live file: {error}")
         except (OSError, KeyError) as error:
