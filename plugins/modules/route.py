@@ -143,6 +143,8 @@ route:
 """
 
 # Imports follow the documentation, as ansible-test validate-modules requires.
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dockyard.platform.plugins.module_utils._consul import (
     CONNECTION_ARGUMENT_SPEC,
@@ -153,7 +155,11 @@ from ansible_collections.dockyard.platform.plugins.module_utils._consul import (
 )
 from ansible_collections.dockyard.platform.plugins.module_utils._route import entries, plan, spec_from_params
 from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import kv_path
-from ansible_collections.dockyard.platform.plugins.module_utils.daemon.routing import RouteError, route_key
+from ansible_collections.dockyard.platform.plugins.module_utils.daemon.routing import (
+    RouteError,
+    parse_prefix,
+    route_key,
+)
 
 
 def argument_spec():
@@ -190,9 +196,7 @@ class Route:
 
     def run(self):
         params = self.params
-        prefix = params["prefix"]
-        if not prefix.endswith("/") or prefix.startswith("/"):
-            self.module.fail_json(msg=f"prefix: expected a KV folder ending in / (such as dockyard/), got {prefix!r}")
+        prefix = parse_prefix(params["prefix"], "prefix")
         spec = spec_from_params(params) if params["state"] == "present" else None
         port_range = (params["service_port_range"]["first"], params["service_port_range"]["last"])
         client = client_from_params(params)
@@ -216,6 +220,13 @@ class Route:
         if answer.json() is not True:
             self.module.fail_json(
                 msg=f"{planned.key} changed while this task ran (check-and-set refused): nothing written; run again",
+                key=planned.key,
+            )
+        stored = client.request("GET", kv_path(planned.key), params={"raw": "true"})
+        found = None if stored.status == 404 else json.loads(stored.body or b"null")
+        if found != planned.after:
+            self.module.fail_json(
+                msg=f"{planned.key} does not hold what was written when read back (another writer?): run again",
                 key=planned.key,
             )
 

@@ -83,5 +83,6 @@ def test_removal_and_a_bad_prefix(consul_agent, prefix, run):
     assert removed["changed"] and consul_agent.get(f"{prefix}routes/shop") is None
     assert removed["diff"]["after"] == {}
     assert not run(name="shop", state="absent")["changed"]
-    bad = run(name="shop", hosts=["a.example.com"], prefix="dockyard")
-    assert bad["failed"] and "prefix" in bad["msg"]
+    for prefix_value in ("dockyard", "dock\nyard/", "dockyard/../", "%2e/"):
+        bad = run(name="shop", hosts=["a.example.com"], prefix=prefix_value)
+        assert bad["failed"] and bad["msg"].startswith("prefix: "), bad["msg"]

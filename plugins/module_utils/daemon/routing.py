@@ -57,6 +57,8 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PATH = re.compile(r"/[A-Za-z0-9\-._~!&()*+,;=:@/%?]*")
 # Only the characters of an IPv4 or IPv6 literal: no scope ID (%...), no brackets.
 _ADDRESS = re.compile(r"[0-9A-Fa-f:.]{2,39}")
+# The platform's KV prefix: folders of key-safe words, ending in "/" (the roles' preflights use the same grammar).
+_PREFIX = re.compile(r"(?:[A-Za-z0-9_.-]{1,100}/){1,8}")
 _WORD = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,299}")
 
@@ -287,6 +289,14 @@ def claims(routes) -> tuple:
             port_owner[route.service_port] = route.app
         accepted.append(route)
     return sorted(accepted, key=lambda route: route.app), refusals
+
+
+def parse_prefix(value, where: str) -> str:
+    """The platform's KV prefix (dockyard/ by default): key-safe folders ending in /, no '..' or '.' folder."""
+    prefix = _text(value, _PREFIX, where, "a KV folder such as dockyard/ (letters, digits, '.', '_', '-', ending in /)")
+    if any(folder in (".", "..") for folder in prefix.split("/")):
+        raise RouteError(f"{where}: {prefix!r} holds a '.' or '..' folder")
+    return prefix
 
 
 def route_key(prefix: str, app: str) -> str:

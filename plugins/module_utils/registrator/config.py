@@ -18,7 +18,7 @@ from typing import Any
 from ..daemon.config import ConfigError, duration, log_level, only, read_json
 from ..daemon.consul import ConsulSettings, parse_settings
 from ..daemon.consul import check_files as check_consul_files
-from ..daemon.routing import RouteError, node_instances_prefix, parse_address, parse_name
+from ..daemon.routing import RouteError, node_instances_prefix, parse_address, parse_name, parse_prefix
 
 # Consul refuses session TTLs outside [10s, 24h] and may take up to twice the TTL to invalidate a session.
 CONSUL_MIN_TTL = 10.0
@@ -104,11 +104,11 @@ def parse(raw: Any) -> Config:
         address = parse_address(address, "address")
     except RouteError as error:
         raise ConfigError(f"{error} (every instance's addr: the routers refuse any other)") from None
-    prefix = _text(raw, "kv_prefix", "kv_prefix", "dockyard/")
-    if prefix.startswith("/") or "//" in prefix or any(char.isspace() for char in prefix):
-        raise ConfigError(f"kv_prefix: {prefix!r} is not a usable key prefix")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
+    try:
+        prefix = _text(raw, "kv_prefix", "kv_prefix", "dockyard/")
+        prefix = parse_prefix(prefix if prefix.endswith("/") else prefix + "/", "kv_prefix")
+    except RouteError as error:
+        raise ConfigError(str(error)) from None
     # The file alone, never CONSUL_HTTP_*: the registrator writes with its node's own token and nothing else.
     consul = parse_settings(raw.get("consul"), environ={})
     config = Config(node=node, address=address, consul=consul, kv_prefix=prefix)

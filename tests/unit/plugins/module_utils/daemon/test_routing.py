@@ -18,6 +18,7 @@ from ansible_collections.dockyard.platform.plugins.module_utils.daemon.routing i
     parse_host,
     parse_instance,
     parse_name,
+    parse_prefix,
     parse_route,
     validated,
 )
@@ -218,3 +219,12 @@ def test_service_ports_are_bounded_by_the_range_and_the_reserved_ports():
         parse_route("web", '{"service_port": 8501}', (80,), (10000, 19999))
     with pytest.raises(RouteError, match="one of the router's own ports"):
         parse_route("web", '{"service_port": 80}', (80,), (1, 65535))
+
+
+@pytest.mark.parametrize(
+    "value", ["dockyard", "/dockyard/", "dock yard/", "dockyard/\n", "a//", "../", "a/./", "x" * 200 + "/"]
+)
+def test_a_kv_prefix_is_key_safe_folders_ending_in_a_slash(value):
+    with pytest.raises(RouteError, match="prefix"):
+        parse_prefix(value, "prefix")
+    assert parse_prefix("platform/dockyard/", "prefix") == "platform/dockyard/"
