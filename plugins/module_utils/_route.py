@@ -16,9 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from .daemon.routing import RouteError, claims, parse_route, route_key
-
-SPEC_KEYS = ("hosts", "service_port", "balance", "health", "canary_weight", "sticky")
+from .daemon.routing import ROUTE_KEYS, RouteError, claims, parse_route, route_key
 
 
 @dataclass
@@ -45,7 +43,7 @@ class Plan:
 
 def spec_from_params(params: dict) -> dict:
     """The route document from module options: unset options are left out, so the routers' defaults apply."""
-    spec = {name: params[name] for name in SPEC_KEYS if params.get(name) is not None}
+    spec = {name: params[name] for name in ROUTE_KEYS if params.get(name) is not None}
     if spec.get("health") is not None:
         spec["health"] = {name: value for name, value in spec["health"].items() if value is not None}
     return spec

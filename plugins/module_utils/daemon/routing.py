@@ -115,12 +115,13 @@ def _decode(text, where: str, limit: int):
 # -- values ---------------------------------------------------------------------------
 def parse_duration_ms(value, where: str) -> int:
     """Whole milliseconds from a duration with a unit ("500ms", "2s", "1m"), bounded to 100ms-1h."""
+    refusal = RouteError(f"{where}: expected a duration such as 2s or 500ms, got {_shown(value)}")
+    if not isinstance(value, str) or not value[-1:].isalpha():  # a unit is required here, unlike in daemon configs
+        raise refusal
     try:
-        if not isinstance(value, str) or not value[-1:].isalpha():
-            raise ConfigError(where)
         milliseconds = duration(value, where) * 1000
     except ConfigError:
-        raise RouteError(f"{where}: expected a duration such as 2s or 500ms, got {_shown(value)}") from None
+        raise refusal from None
     if abs(milliseconds - round(milliseconds)) > 1e-6:
         raise RouteError(f"{where}: expected whole milliseconds, got {value!r}")
     if not MIN_INTERVAL_MS <= round(milliseconds) <= MAX_INTERVAL_MS:
