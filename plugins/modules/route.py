@@ -81,6 +81,13 @@ options:
   sticky:
     description: Keep a client on its instance with a cookie.
     type: bool
+  idempotency_header:
+    description:
+      - The name of a request header (such as V(Idempotency-Key)) whose presence tells the routers that the request
+        is safe to send again to another instance when the first one closed its connection without answering.
+      - Without it only GET, HEAD, OPTIONS, TRACE, PUT and DELETE requests are sent again; a request that never
+        reached an instance (a refused connection) is always sent to another one.
+    type: str
   prefix:
     description: The platform's KV prefix (the routers' C(haproxy_kv_prefix)), ending in V(/).
     type: str
@@ -175,6 +182,7 @@ def argument_spec():
         ),
         canary_weight=dict(type="int"),
         sticky=dict(type="bool"),
+        idempotency_header=dict(type="str"),
         prefix=dict(type="str", default="dockyard/"),
         service_port_range=dict(
             type="dict",

@@ -16,7 +16,8 @@ Key layout (the prefix is configurable, default `dockyard/`):
 - `<prefix>routes/<app>`: a route spec, JSON
   {"hosts": [...], "service_port": int, "balance": "roundrobin"|"leastconn"|"source",
    "health": {"path": "/...", "expect_status": int, "interval": "2s"},
-   "canary_weight": 0-100, "sticky": bool}. Unknown keys are errors, so typos surface.
+   "canary_weight": 0-100, "sticky": bool, "idempotency_header": "Idempotency-Key"}.
+  Unknown keys are errors, so typos surface.
 - `<prefix>instances/<node>/<app>/<task>`: an instance, JSON
   {"addr": ip, "port": int, "version": str, "track": "stable"|"canary"}.
   The node comes first so that one Consul ACL rule (`key_prefix
@@ -35,7 +36,7 @@ from .config import ConfigError, duration
 
 TRACKS = ("stable", "canary")
 BALANCES = ("roundrobin", "leastconn", "source")
-ROUTE_KEYS = ("hosts", "service_port", "balance", "health", "canary_weight", "sticky")
+ROUTE_KEYS = ("hosts", "service_port", "balance", "health", "canary_weight", "sticky", "idempotency_header")
 HEALTH_KEYS = ("path", "expect_status", "interval")
 
 MAX_ROUTE_BYTES = 64 * 1024
@@ -51,6 +52,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _TASK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # A version: an image tag or reference (registry:5000/app:git-abc, sha256:...), or empty.
 _VERSION = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,254})?")
+# An HTTP header name HAProxy takes as one word: RFC 9110 token characters minus its special ones.
+_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # A path HAProxy takes as one unquoted word: RFC 3986 characters minus those
 # its configuration parser treats specially (# comments, quotes, \ and $).
@@ -183,6 +186,7 @@ class Route:
     health: Health = field(default_factory=Health)
     canary_weight: int | None = None
     sticky: bool = False
+    idempotency_header: str | None = None
 
 
 def _health(app: str, raw) -> Health:
@@ -258,6 +262,12 @@ def parse_route(app, text, reserved_ports=(), service_port_range=None) -> Route:
     sticky = raw.get("sticky", False)
     if not isinstance(sticky, bool):
         raise RouteError(f"route {app}: sticky: expected true or false, got {_shown(sticky)}")
+    header = raw.get("idempotency_header")
+    if header is not None and (not isinstance(header, str) or not _HEADER.fullmatch(header)):
+        raise RouteError(
+            f"route {app}: idempotency_header: expected an HTTP header name (letters, digits and -, at most 64),"
+            f" got {_shown(header)}"
+        )
     return Route(
         app=app,
         hosts=tuple(parsed_hosts),
@@ -266,6 +276,7 @@ def parse_route(app, text, reserved_ports=(), service_port_range=None) -> Route:
         health=health,
         canary_weight=canary_weight,
         sticky=sticky,
+        idempotency_header=header,
     )
 
 

@@ -24,6 +24,7 @@ ROUTES = {
         "health": {"path": "/healthz", "expect_status": 204, "interval": "2s"},
         "canary_weight": 10,
         "sticky": True,
+        "idempotency_header": "Idempotency-Key",
     },
     "api": {"service_port": 10081},
     "many": {"hosts": [f"h{number}.many.example.com" for number in range(20)]},

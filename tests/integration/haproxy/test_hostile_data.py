@@ -137,6 +137,8 @@ def valid_routes(draw):
     if draw(st.booleans()):
         spec["canary_weight"] = draw(st.integers(0, 100))
     spec["sticky"] = draw(st.booleans())
+    if draw(st.booleans()):
+        spec["idempotency_header"] = draw(st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,30}", fullmatch=True))
     return spec
 
 
@@ -174,7 +176,7 @@ hostile_text = st.builds(
 def mutated_route(draw, spec):
     """spec with one field made invalid; returns the hostile spec."""
     spec = json.loads(json.dumps(spec))
-    field = draw(st.sampled_from(["hosts", "path", "balance", "service_port", "unknown", "host_count"]))
+    field = draw(st.sampled_from(["hosts", "path", "balance", "service_port", "header", "unknown", "host_count"]))
     if field == "hosts":
         spec["hosts"] = [*spec.get("hosts", []), draw(hostile_text)]
     elif field == "path":
@@ -183,6 +185,8 @@ def mutated_route(draw, spec):
         spec["balance"] = draw(hostile_text)
     elif field == "service_port":
         spec["service_port"] = draw(st.one_of(st.integers(-5, 9999), st.integers(20000, 70000), hostile_text))
+    elif field == "header":
+        spec["idempotency_header"] = draw(hostile_text)
     elif field == "host_count":
         spec["hosts"] = [f"h{number}.test" for number in range(300)]
     else:

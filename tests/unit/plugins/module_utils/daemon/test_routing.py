@@ -53,15 +53,16 @@ def test_a_full_route_parses_with_its_defaults_filled():
                 "health": {"path": "/healthz", "expect_status": 204, "interval": "500ms"},
                 "canary_weight": 10,
                 "sticky": True,
+                "idempotency_header": "Idempotency-Key",
             }
         ),
     )
     assert route.hosts == ("shop.example.com",)
     assert route.service_port == 31000 and route.balance == "leastconn" and route.sticky
-    assert route.health == routing.Health("/healthz", 204, 500)
+    assert route.health == routing.Health("/healthz", 204, 500) and route.idempotency_header == "Idempotency-Key"
     minimal = parse_route("api", '{"service_port": 31001}')
     assert minimal.balance == "roundrobin" and minimal.health.path is None and minimal.canary_weight is None
-    assert minimal.sticky is False and minimal.hosts == ()
+    assert minimal.sticky is False and minimal.hosts == () and minimal.idempotency_header is None
 
 
 @pytest.mark.parametrize(
@@ -95,6 +96,8 @@ def test_a_full_route_parses_with_its_defaults_filled():
         ({"service_port": 1, "canary_weight": 101}, "route web: canary_weight: expected a percentage 0-100"),
         ({"service_port": 1, "canary_weight": 12.5}, "route web: canary_weight: expected a percentage 0-100"),
         ({"service_port": 1, "sticky": "yes"}, "route web: sticky: expected true or false"),
+        ({"service_port": 1, "idempotency_header": "X-Key }"}, "route web: idempotency_header: expected an HTTP"),
+        ({"service_port": 1, "idempotency_header": "-x"}, "route web: idempotency_header: expected an HTTP"),
     ],
 )
 def test_an_invalid_route_names_the_app_and_the_field(spec, message):
@@ -147,7 +150,7 @@ def test_property_a_route_holds_only_inert_values(value, key):
             route = parse_route(app, text)
         except RouteError:
             continue
-        words = [route.app, *route.hosts, route.balance, route.health.path or "/"]
+        words = [route.app, *route.hosts, route.balance, route.health.path or "/", route.idempotency_header or "h"]
         assert all(set(word) <= INERT for word in words), route
 
 
