@@ -26,7 +26,18 @@ CONSUL_MAX_TTL = 86400.0
 MIN_SESSION_TTL = 2 * CONSUL_MIN_TTL
 MAX_SESSION_TTL = 2 * CONSUL_MAX_TTL
 
-_KEYS = ("consul", "node", "address", "kv_prefix", "session_ttl", "resync_interval", "docker_url", "log_level")
+_KEYS = (
+    "consul",
+    "node",
+    "address",
+    "kv_prefix",
+    "session_ttl",
+    "resync_interval",
+    "docker_url",
+    "state_dir",
+    "log_level",
+)
+DEFAULT_STATE_DIR = "/var/lib/dockyard/registrator"
 
 
 def consul_ttl(session_ttl: float) -> float:
@@ -53,6 +64,7 @@ class Config:
     session_ttl: float = 20.0
     resync_interval: float = 30.0
     docker_url: str = "unix:///var/run/docker.sock"
+    state_dir: str = DEFAULT_STATE_DIR  # the drains in progress, so a restarted daemon finishes them
     log_level: str = "info"
     # Not in the file: the retry delays after a Consul or Docker error (doubling, jittered, capped).
     backoff: float = 0.25
@@ -126,6 +138,9 @@ def parse(raw: Any) -> Config:
     config.docker_url = _text(raw, "docker_url", "docker_url", "unix:///var/run/docker.sock")
     if not re.match(r"^(unix|tcp|https?|npipe)://.", config.docker_url):
         raise ConfigError(f"docker_url: expected unix:///path or tcp://host:port, got {config.docker_url!r}")
+    config.state_dir = _text(raw, "state_dir", "state_dir", DEFAULT_STATE_DIR)
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]{0,200}", config.state_dir):
+        raise ConfigError(f"state_dir: expected an absolute path (letters, digits, . _ - /), got {config.state_dir!r}")
     config.log_level = log_level(_text(raw, "log_level", "log_level", "info"))
     return config
 

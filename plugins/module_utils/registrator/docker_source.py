@@ -4,7 +4,7 @@
 
 Only Docker SDK calls that both Debian's python3-docker (5.0.3) and current
 releases (7.x) have: DockerClient(base_url=, version="auto"), the low-level
-containers(), inspect_container() and events(decode=True, filters=).
+containers(), inspect_container(), kill(signal=) and events(decode=True, filters=).
 """
 
 from __future__ import annotations
@@ -66,6 +66,21 @@ class DockerSource:
         except (docker.errors.DockerException, OSError) as error:
             self.reset()
             raise DockerError(f"docker engine at {self.url}: inspect {container_id[:12]} failed: {error}") from None
+
+    def kill(self, container_id: str, signal: str) -> bool:
+        """Sends the container a signal; False when it is gone or no longer running."""
+        try:
+            self.client.api.kill(container_id, signal=signal)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.APIError as error:
+            if error.status_code == 409:  # the engine's answer for a container that is not running
+                return False
+            raise DockerError(f"docker engine at {self.url}: kill {container_id[:12]} failed: {error}") from None
+        except (docker.errors.DockerException, OSError) as error:
+            self.reset()
+            raise DockerError(f"docker engine at {self.url}: kill {container_id[:12]} failed: {error}") from None
+        return True
 
     def running(self) -> list:
         """The attributes of every running container labelled as an app task."""

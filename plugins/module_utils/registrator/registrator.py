@@ -16,12 +16,20 @@ Three threads, one writer:
 On kill, stop and die an instance is deleted at once: kill comes first when
 Docker or Swarm stops a task, so routers drop the instance before the
 container goes. A kill with a signal apps use for control (HUP, USR1, USR2,
-WINCH) is not a stop; if it kills the container, its die event follows.
+WINCH, URG) is not a stop; if it kills the container, its die event follows.
+
+Drain on stop (see drain.py): a SIGURG kill of a container labelled
+org.dockyard.drain_timeout is a stop the app does not see yet. The instance is
+withdrawn at once and kept out; the drain goes on a due-list that the main
+loop services, which sends the app's real stop signal once the window has
+passed. The due-list is saved in state_dir, so a restarted daemon keeps the
+drained containers out and still sends their signals.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import queue
@@ -32,16 +40,18 @@ import time
 from ..daemon import logs, routing
 from ..daemon.consul import ConsulClient, ConsulError
 from ..daemon.retry import backoff_delay
-from . import instances
+from . import drain, instances
 from .config import go_duration
 from .docker_source import DockerError, DockerSource
 
-CONTROL_SIGNALS = frozenset(str(int(getattr(signal, name))) for name in ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"))
+CONTROL_SIGNALS = frozenset(
+    str(int(getattr(signal, name))) for name in ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGURG")
+)
 WITHDRAW_ACTIONS = ("kill", "stop", "die")
 
 
 class Registrator:
-    def __init__(self, config, client=None, docker_source=None, event_source=None):
+    def __init__(self, config, client=None, docker_source=None, event_source=None, drain_store=None, clock=time.time):
         self.config = config
         self.client = client or ConsulClient(config.consul)
         # Two connections: the event stream blocks one of them for good.
@@ -51,6 +61,9 @@ class Registrator:
         self.session = None
         self.registered = {}  # container ID -> key written under our session
         self.stopping = set()  # IDs of containers told to stop: not registered again until they start
+        self.drains = drain.DueList()  # the stopping containers whose real stop signal is still to be sent
+        self.drain_store = drain_store or drain.DrainStore(config.state_dir)
+        self.clock = clock  # wall clock: drain deadlines are saved, and must mean the same after a restart
         self._reported = set()  # (container ID, message) already logged as errors
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -249,12 +262,16 @@ class Registrator:
         attributes = actor.get("Attributes") or {}
         if not container_id or not instances.is_app(attributes):
             return
+        if action == "kill" and attributes.get("signal") == str(drain.DRAIN_SIGNAL) and drain.is_drained(attributes):
+            self._start_drain(container_id, attributes)
+            return
         if action == "kill" and attributes.get("signal") in CONTROL_SIGNALS:
             logs.event(logging.DEBUG, "control signal, instance kept", container=container_id[:12])
             return
         if action in WITHDRAW_ACTIONS:
             if action == "die":
                 self.stopping.discard(container_id)
+                self._end_drain(container_id)
             else:
                 self.stopping.add(container_id)
             self._withdraw(container_id, action)
@@ -277,6 +294,95 @@ class Registrator:
             self._retry_soon()
         else:
             self.registered.pop(container_id, None)
+
+    # -- drains ------------------------------------------------------------------------
+    def _start_drain(self, container_id: str, attributes: dict) -> None:
+        if container_id in self.drains:
+            logs.event(logging.DEBUG, "draining already, deadline kept", container=container_id[:12])
+            return
+        self.stopping.add(container_id)
+        self._withdraw(container_id, "drain")
+        name = attributes.get("name") or container_id[:12]
+        window, stop_signal, problems = drain.settings_of(attributes)
+        for problem in problems:
+            logs.event(
+                logging.ERROR, "drain label refused, stopping the container at once", container=name, error=problem
+            )
+        due = self.clock() + window
+        self.drains.add(drain.Drain(container_id, name, due, stop_signal))
+        self._save_drains()
+        logs.event(
+            logging.INFO,
+            "withdrawn for drain",
+            container=name,
+            drain_timeout=f"{window:g}s",
+            stop_signal=stop_signal,
+        )
+
+    def _end_drain(self, container_id: str) -> None:
+        ended = self.drains.cancel(container_id)
+        if ended is not None:
+            self._save_drains()
+            logs.event(logging.INFO, "drain ended: the container stopped before its window", container=ended.name)
+
+    def send_due_signals(self) -> None:
+        """Sends the real stop signal of every drain whose window has passed (the main loop's job)."""
+        due = self.drains.pop_due(self.clock())
+        for entry in due:
+            self._send_stop_signal(entry)
+        if due:
+            self._save_drains()
+
+    def _send_stop_signal(self, entry) -> None:
+        try:
+            sent = self.docker.kill(entry.container, entry.signal)
+        except DockerError as error:
+            # Not given up: Docker's SIGKILL at the service's stop_grace_period would end the app unannounced.
+            attempts = entry.attempts + 1
+            retry_in = self._backoff(attempts)
+            self.drains.add(dataclasses.replace(entry, due=self.clock() + retry_in, attempts=attempts))
+            logs.event(
+                logging.WARNING,
+                "cannot send the stop signal, retrying",
+                container=entry.name,
+                stop_signal=entry.signal,
+                retry_in=f"{retry_in:.2f}s",
+                error=error,
+            )
+            return
+        if sent:
+            logs.event(logging.INFO, "drained, stop signal sent", container=entry.name, stop_signal=entry.signal)
+        else:
+            logs.event(logging.INFO, "drain ended: the container is gone", container=entry.name)
+
+    def _save_drains(self) -> None:
+        try:
+            self.drain_store.save(self.drains.drains())
+        except OSError as error:
+            logs.event(
+                logging.WARNING,
+                "cannot save the drains in progress; a restart now would forget them",
+                path=self.drain_store.path,
+                error=error,
+            )
+
+    def _resume_drains(self) -> None:
+        """Takes up the drains an earlier run left: their containers stay out, their signals are still sent."""
+        try:
+            found = self.drain_store.load()
+        except (drain.StateError, OSError) as error:
+            logs.event(logging.ERROR, "cannot read the drains of an earlier run, ignored", error=error)
+            return
+        for entry in found:
+            self.drains.add(entry)
+            self.stopping.add(entry.container)
+            logs.event(
+                logging.INFO,
+                "drain resumed after a restart",
+                container=entry.name,
+                stop_signal=entry.signal,
+                due_in=f"{max(0.0, entry.due - self.clock()):.1f}s",
+            )
 
     def _register(self, container_id: str) -> None:
         if container_id in self.stopping:
@@ -317,6 +423,11 @@ class Registrator:
                 key = instance.key(self.config.kv_prefix)
                 desired[key], owners[key] = instance, container_id
         self.stopping &= running_ids
+        gone = self.drains.keep_only(running_ids)  # their die events fell while the engine or the stream was away
+        for entry in gone:
+            logs.event(logging.INFO, "drain ended: the container is gone", container=entry.name)
+        if gone:
+            self._save_drains()
         self._reported = {mark for mark in self._reported if mark[0] in running_ids}
         try:
             # Only this node's prefix: all its token may read or write.
@@ -368,13 +479,18 @@ class Registrator:
             docker=config.docker_url,
             session_ttl=f"{config.session_ttl:g}s",
         )
+        self._resume_drains()
         for target, name in ((self._keep_session, "session keeper"), (self._follow_events, "docker events")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         try:
             while not self._stop.is_set():
-                timeout = min(1.0, max(0.0, self.resync_due - time.monotonic()))
+                timeout = min(
+                    1.0,
+                    max(0.0, self.resync_due - time.monotonic()),
+                    max(0.0, self.drains.next_due() - self.clock()),
+                )
                 try:
                     item = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
                 except queue.Empty:
@@ -390,6 +506,7 @@ class Registrator:
                         self.resync_due = time.monotonic()
                 if time.monotonic() >= self.resync_due:
                     self._resync_now()
+                self.send_due_signals()
         finally:
             self._shutdown()
 

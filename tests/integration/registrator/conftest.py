@@ -87,6 +87,8 @@ def registrator(tmp_path, names, failure_logs):
             "session_ttl": "20s",
             "resync_interval": "30s",
             "log_level": "debug",
+            # One per test, shared by its daemons: a restarted daemon finds the drains an earlier one saved.
+            "state_dir": str(tmp_path / "registrator-state"),
             **settings,
         }
         daemon = Daemon(tmp_path, config, name)

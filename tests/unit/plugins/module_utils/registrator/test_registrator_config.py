@@ -15,6 +15,7 @@ def test_defaults():
     assert parsed.consul.base_url == "http://127.0.0.1:8500"
     assert (parsed.kv_prefix, parsed.session_ttl, parsed.resync_interval) == ("dockyard/", 20.0, 30.0)
     assert parsed.docker_url == "unix:///var/run/docker.sock"
+    assert parsed.state_dir == "/var/lib/dockyard/registrator"
     assert parsed.session_name == "dockyard-registrator node1"
     assert parsed.instances_prefix == "dockyard/instances/node1/"  # the node's own: all its token may write
 
@@ -34,6 +35,7 @@ def test_full_file(tmp_path):
         "session_ttl": "1m",
         "resync_interval": "45s",
         "docker_url": "tcp://127.0.0.1:2375",
+        "state_dir": "/srv/registrator",
         "log_level": "DEBUG",
     }
     path = tmp_path / "registrator.json"
@@ -43,6 +45,7 @@ def test_full_file(tmp_path):
     assert parsed.consul.token == "secret"
     assert parsed.kv_prefix == "platform/"
     assert (parsed.session_ttl, parsed.resync_interval, parsed.log_level) == (60.0, 45.0, "debug")
+    assert parsed.state_dir == "/srv/registrator"
 
 
 @pytest.mark.parametrize(
@@ -67,6 +70,9 @@ def test_full_file(tmp_path):
         ({"kv_prefix": "dock\x00yard/"}, "kv_prefix: expected a KV folder"),
         ({"kv_prefix": "dockyard/../x/"}, "kv_prefix: 'dockyard/../x/' holds a '.' or '..' folder"),
         ({"docker_url": "/var/run/docker.sock"}, "docker_url: expected unix:///path"),
+        ({"state_dir": "var/lib/registrator"}, "state_dir: expected an absolute path"),
+        ({"state_dir": "/var/lib/registrator\n"}, "state_dir: expected an absolute path"),
+        ({"state_dir": 7}, "state_dir: expected a string"),
         ({"log_level": "loud"}, "log_level: expected debug, info, warning or error"),
         ({"extra": 1}, "config: unknown setting(s) extra"),
         ({"consul": []}, "consul: expected a mapping"),

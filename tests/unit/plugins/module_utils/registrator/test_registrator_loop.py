@@ -1,11 +1,13 @@
 """The loop's decisions against fakes of Consul and Docker (no threads: events and resyncs are driven directly)."""
 
 import json
+import logging
 import math
 
 import pytest
 from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import ConsulError
 from ansible_collections.dockyard.platform.plugins.module_utils.registrator import config, registrator
+from ansible_collections.dockyard.platform.plugins.module_utils.registrator.docker_source import DockerError
 
 PREFIX = "dockyard/instances/"
 
@@ -59,6 +61,8 @@ class FakeConsul:
 class FakeDocker:
     def __init__(self):
         self.containers = {}
+        self.killed = []  # (container ID, signal) sent through kill()
+        self.down = False
 
     def add(self, cid, port="8080", health=None, **labels):
         """A Swarm task's container (task ID = container ID unless given); a label set to None is left out."""
@@ -86,6 +90,24 @@ class FakeDocker:
     def inspect(self, cid):
         return self.containers.get(cid)
 
+    def kill(self, cid, signal):
+        if self.down:
+            raise DockerError("docker engine at unix:///x: kill failed: refused")
+        if cid not in self.containers or not self.containers[cid]["State"]["Running"]:
+            return False
+        self.killed.append((cid, signal))
+        return True
+
+
+class Clock:
+    """The wall clock the registrator reads drain deadlines from, moved by the test."""
+
+    def __init__(self, now=1_764_590_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
 
 def event(action, cid, labels, **attributes):
     return {
@@ -97,10 +119,15 @@ def event(action, cid, labels, **attributes):
 
 
 @pytest.fixture
-def world():
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def world(tmp_path, clock):
     consul, docker = FakeConsul(), FakeDocker()
-    settings = config.parse({"node": "n1", "address": "10.0.0.5"})
-    daemon = registrator.Registrator(settings, client=consul, docker_source=docker, event_source=docker)
+    settings = config.parse({"node": "n1", "address": "10.0.0.5", "state_dir": str(tmp_path / "state")})
+    daemon = registrator.Registrator(settings, client=consul, docker_source=docker, event_source=docker, clock=clock)
     daemon.session = "s1"
     return daemon, consul, docker
 
@@ -270,3 +297,145 @@ def test_replacing_predecessors_is_retried_when_consul_cannot_list_sessions(worl
     daemon, consul, _docker = world
     consul.down = True
     assert not daemon._replace_predecessors("s1")
+
+
+# -- drain on stop ---------------------------------------------------------------------------------------------------
+DRAINED = {"org.dockyard.drain_timeout": "30s", "org.dockyard.stop_signal": "QUIT"}
+
+
+def started(daemon, docker, cid="c0001", **labels):
+    labels = docker.add(cid, **labels)
+    daemon.handle_event(event("start", cid, labels))
+    return labels
+
+
+def test_a_sigurg_stop_withdraws_at_once_keeps_out_then_sends_the_real_signal(world, clock):
+    daemon, consul, docker = world
+    labels = started(daemon, docker, **DRAINED)
+    key = PREFIX + "n1/web/c0001"
+    assert key in consul.kv
+    daemon.handle_event(event("kill", "c0001", labels, signal="23", name="web.1.x"))
+    assert key not in consul.kv
+    # Still running and healthy during the window: neither a resync nor a health event brings it back.
+    assert daemon.resync()
+    daemon.handle_event(event("health_status: healthy", "c0001", labels))
+    assert key not in consul.kv
+    clock.now += 29.9
+    daemon.send_due_signals()
+    assert docker.killed == []
+    clock.now += 0.1
+    daemon.send_due_signals()
+    assert docker.killed == [("c0001", "SIGQUIT")]
+    daemon.send_due_signals()
+    assert docker.killed == [("c0001", "SIGQUIT")], "one signal per drain"
+    assert daemon.drain_store.load() == []
+
+
+def test_a_second_stop_during_the_window_keeps_the_first_deadline(world, clock):
+    daemon, _consul, docker = world
+    labels = started(daemon, docker, **DRAINED)
+    daemon.handle_event(event("kill", "c0001", labels, signal="23"))
+    clock.now += 20
+    daemon.handle_event(event("kill", "c0001", labels, signal="23"))
+    clock.now += 10
+    daemon.send_due_signals()
+    assert docker.killed == [("c0001", "SIGQUIT")]
+
+
+def test_a_sigurg_kill_without_the_drain_label_is_a_control_signal(world):
+    daemon, consul, docker = world
+    labels = started(daemon, docker, **{"org.dockyard.stop_signal": "SIGTERM"})
+    daemon.handle_event(event("kill", "c0001", labels, signal="23"))
+    assert PREFIX + "n1/web/c0001" in consul.kv
+    assert len(daemon.drains) == 0
+
+
+def test_a_bad_drain_label_withdraws_and_stops_at_once_naming_the_label(world, caplog):
+    daemon, consul, docker = world
+    labels = started(daemon, docker, **{"org.dockyard.drain_timeout": "ages", "org.dockyard.stop_signal": "QUIT"})
+    daemon.handle_event(event("kill", "c0001", labels, signal="23", name="web.1.x"))
+    assert consul.kv == {}
+    daemon.send_due_signals()
+    assert docker.killed == [("c0001", "SIGQUIT")]
+    refused = [record for record in caplog.records if record.getMessage().startswith("drain label refused")]
+    assert [record.levelname for record in refused] == ["ERROR"]
+    assert refused[0].fields["container"] == "web.1.x"
+    assert "label org.dockyard.drain_timeout: expected a duration" in refused[0].fields["error"]
+
+
+def test_a_container_that_dies_or_goes_during_its_window_gets_no_signal(world, clock, caplog):
+    caplog.set_level(logging.INFO, logger="dockyard")
+    daemon, _consul, docker = world
+    first = started(daemon, docker, "c0001", **DRAINED)
+    second = started(daemon, docker, "c0002", **DRAINED)
+    daemon.handle_event(event("kill", "c0001", first, signal="23"))
+    daemon.handle_event(event("kill", "c0002", second, signal="23"))
+    daemon.handle_event(event("die", "c0001", first))  # Docker's SIGKILL, or the app exiting by itself
+    del docker.containers["c0002"]  # removed while the event stream was away: the resync notices
+    assert daemon.resync()
+    assert len(daemon.drains) == 0
+    clock.now += 60
+    daemon.send_due_signals()
+    assert docker.killed == []
+    ended = [record.getMessage() for record in caplog.records if record.getMessage().startswith("drain ended")]
+    assert ended == ["drain ended: the container stopped before its window", "drain ended: the container is gone"]
+
+
+def test_a_container_gone_at_the_deadline_is_logged_and_forgotten(world, clock, caplog):
+    caplog.set_level(logging.INFO, logger="dockyard")
+    daemon, _consul, docker = world
+    labels = started(daemon, docker, **DRAINED)
+    daemon.handle_event(event("kill", "c0001", labels, signal="23"))
+    docker.containers["c0001"]["State"]["Running"] = False
+    clock.now += 30
+    daemon.send_due_signals()
+    assert len(daemon.drains) == 0
+    assert "drain ended: the container is gone" in [record.getMessage() for record in caplog.records]
+
+
+def test_the_signal_is_retried_while_the_engine_does_not_answer(world, clock):
+    daemon, _consul, docker = world
+    labels = started(daemon, docker, **DRAINED)
+    daemon.handle_event(event("kill", "c0001", labels, signal="23"))
+    docker.down = True
+    clock.now += 30
+    daemon.send_due_signals()
+    assert "c0001" in daemon.drains
+    assert clock.now < daemon.drains.next_due() <= clock.now + daemon.config.backoff
+    docker.down = False
+    clock.now += daemon.config.backoff
+    daemon.send_due_signals()
+    assert docker.killed == [("c0001", "SIGQUIT")]
+
+
+def test_a_restarted_registrator_keeps_a_draining_task_out_and_still_signals_it(world, clock):
+    daemon, consul, docker = world
+    container = "f" * 59 + "c0001"  # a full ID, as the engine gives and the drains file takes
+    labels = started(daemon, docker, container, **DRAINED)
+    daemon.handle_event(event("kill", container, labels, signal="23", name="web.1.x"))
+    clock.now += 10
+
+    again = registrator.Registrator(
+        daemon.config, client=consul, docker_source=docker, event_source=docker, clock=clock
+    )
+    again.session = "s2"
+    again._resume_drains()
+    assert again.resync()
+    assert consul.kv == {}, "the task was told to stop: it is not registered again"
+    clock.now += 19.9
+    again.send_due_signals()
+    assert docker.killed == []
+    clock.now += 0.1
+    again.send_due_signals()
+    assert docker.killed == [(container, "SIGQUIT")]
+
+
+def test_an_unreadable_drains_file_is_reported_and_ignored(world, caplog, tmp_path):
+    daemon, _consul, _docker = world
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "drains.json").write_text("not json")
+    daemon._resume_drains()
+    assert len(daemon.drains) == 0
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert errors[0].getMessage() == "cannot read the drains of an earlier run, ignored"
+    assert "drains.json: cannot read it" in str(errors[0].fields["error"])
