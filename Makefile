@@ -47,6 +47,7 @@ base-image: engine
 tools:
 	@bash tests/tools/fetch-consul.sh $(CACHE)/bin
 	@bash tests/tools/fetch-haproxy.sh $(CACHE)/bin
+	@bash tests/tools/install-zookeeper.sh
 
 lab: venv base-image
 	ansible-playbook lab/up.yml

@@ -156,6 +156,16 @@ def parse_port(value, where: str) -> int:
     return value
 
 
+def parse_path(value, where: str) -> str:
+    """A request path HAProxy can send as one unquoted word (a health check's)."""
+    if not isinstance(value, str) or len(value) > MAX_PATH or not _PATH.fullmatch(value):
+        raise RouteError(
+            f"{where}: expected a path starting with / (at most {MAX_PATH}; no spaces, quotes, # or \\),"
+            f" got {_shown(value)}"
+        )
+    return value
+
+
 def parse_address(value, where: str) -> str:
     """An IPv4 or IPv6 address an instance can be reached at, in its canonical form."""
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
@@ -197,11 +207,8 @@ def _health(app: str, raw) -> Health:
     if unknown:
         raise RouteError(f"{where}: unknown key(s) {_keys(unknown)}")
     path = raw.get("path")
-    if path is not None and (not isinstance(path, str) or len(path) > MAX_PATH or not _PATH.fullmatch(path)):
-        raise RouteError(
-            f"{where}.path: expected a path starting with / (at most {MAX_PATH}; no spaces, quotes, # or \\),"
-            f" got {_shown(path)}"
-        )
+    if path is not None:
+        parse_path(path, f"{where}.path")
     status = raw.get("expect_status", 200)
     if not _integer(status) or not 100 <= status <= 599:
         raise RouteError(f"{where}.expect_status: expected an HTTP status 100-599, got {_shown(status)}")
