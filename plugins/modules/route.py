@@ -72,6 +72,11 @@ options:
       expect_status:
         description: The status a healthy instance answers (needs O(health.path)); 200 when unset.
         type: int
+      body_contains:
+        description:
+          - Text the answer's body must contain (needs O(health.path)); at most 128 letters, digits or URL
+            punctuation, no spaces, quotes, V(#) or V(\\).
+        type: str
       interval:
         description: Time between checks, V(100ms) to V(1h); the router's default when unset.
         type: str
@@ -178,7 +183,12 @@ def argument_spec():
         balance=dict(type="str", choices=["roundrobin", "leastconn", "source"]),
         health=dict(
             type="dict",
-            options=dict(path=dict(type="str"), expect_status=dict(type="int"), interval=dict(type="str")),
+            options=dict(
+                path=dict(type="str"),
+                expect_status=dict(type="int"),
+                body_contains=dict(type="str"),
+                interval=dict(type="str"),
+            ),
         ),
         canary_weight=dict(type="int"),
         sticky=dict(type="bool"),

@@ -27,6 +27,7 @@ from ..daemon.routing import (
     MAX_INTERVAL_MS,
     MIN_INTERVAL_MS,
     RouteError,
+    parse_check_text,
     parse_host,
     parse_name,
     parse_path,
@@ -70,7 +71,6 @@ MAX_LABELS = 256
 MAX_CONSTRAINTS = 32
 MAX_TEXT = 32 * 1024  # an env value, an argument or a health command
 MAX_LABEL_VALUE = 4096
-MAX_BODY = 128
 # Swarm service names are DNS labels (at most 63 characters) and each version
 # runs as the service <name>--<version id>.
 VERSION_ID_LENGTH = 12
@@ -88,7 +88,6 @@ _LABEL_KEY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?")
 # The platform's own container labels (the registrator reads them): an app may not set them.
 RESERVED_LABEL_PREFIXES = ("org.dockyard.", "dockyard.")
 # Text HAProxy's `http-check expect string` takes as one unquoted word (the path's characters).
-_BODY = re.compile(r"[A-Za-z0-9\-._~!&()*+,;=:@/%?]{1,128}")
 
 # A Docker image reference (distribution's reference grammar), with a tag, a sha256 digest, or both.
 _DOMAIN_COMPONENT = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
@@ -585,12 +584,8 @@ def _health(raw, where: str = "health") -> Health | None:
     status = _given(raw, "expect_status", 200)
     if not _integer(status) or not 100 <= status <= 599:
         raise SpecError(f"{where}.expect_status", f"expected an HTTP status 100-599, got {_shown(status)}")
-    if body is not None and (not isinstance(body, str) or not _BODY.fullmatch(body)):
-        raise SpecError(
-            f"{where}.body_contains",
-            f"expected at most {MAX_BODY} letters, digits or URL punctuation (no spaces, quotes, # or \\),"
-            f" got {_shown(body)}",
-        )
+    if body is not None:
+        _routed(parse_check_text, body, f"{where}.body_contains")
     failures = _given(raw, "failures", 3)
     if not _integer(failures) or not 1 <= failures <= 100:
         raise SpecError(f"{where}.failures", f"expected a whole number 1-100, got {_shown(failures)}")

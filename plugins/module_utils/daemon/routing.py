@@ -15,7 +15,7 @@ hold a control character, space or quote, and every value has a length limit.
 Key layout (the prefix is configurable, default `dockyard/`):
 - `<prefix>routes/<app>`: a route spec, JSON
   {"hosts": [...], "service_port": int, "balance": "roundrobin"|"leastconn"|"source",
-   "health": {"path": "/...", "expect_status": int, "interval": "2s"},
+   "health": {"path": "/...", "expect_status": int, "body_contains": "ok", "interval": "2s"},
    "canary_weight": 0-100, "sticky": bool, "idempotency_header": "Idempotency-Key"}.
   Unknown keys are errors, so typos surface.
 - `<prefix>instances/<node>/<app>/<task>`: an instance, JSON
@@ -37,12 +37,13 @@ from .config import ConfigError, duration
 TRACKS = ("stable", "canary")
 BALANCES = ("roundrobin", "leastconn", "source")
 ROUTE_KEYS = ("hosts", "service_port", "balance", "health", "canary_weight", "sticky", "idempotency_header")
-HEALTH_KEYS = ("path", "expect_status", "interval")
+HEALTH_KEYS = ("path", "expect_status", "body_contains", "interval")
 
 MAX_ROUTE_BYTES = 64 * 1024
 MAX_INSTANCE_BYTES = 4 * 1024
 MAX_HOSTS = 256
 MAX_PATH = 512
+MAX_CHECK_TEXT = 128
 MIN_INTERVAL_MS = 100
 MAX_INTERVAL_MS = 3_600_000
 
@@ -58,6 +59,8 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # A path HAProxy takes as one unquoted word: RFC 3986 characters minus those
 # its configuration parser treats specially (# comments, quotes, \ and $).
 _PATH = re.compile(r"/[A-Za-z0-9\-._~!&()*+,;=:@/%?]*")
+# Text a health check's answer must contain: the path's characters, which HAProxy takes as one unquoted word.
+_CHECK_TEXT = re.compile(r"[A-Za-z0-9\-._~!&()*+,;=:@/%?]{1," + str(MAX_CHECK_TEXT) + "}")
 # Only the characters of an IPv4 or IPv6 literal: no scope ID (%...), no brackets.
 _ADDRESS = re.compile(r"[0-9A-Fa-f:.]{2,39}")
 # The platform's KV prefix: folders of key-safe words, ending in "/" (the roles' preflights use the same grammar).
@@ -166,6 +169,16 @@ def parse_path(value, where: str) -> str:
     return value
 
 
+def parse_check_text(value, where: str) -> str:
+    """Text a health check's answer must contain, which HAProxy takes as one unquoted word."""
+    if not isinstance(value, str) or not _CHECK_TEXT.fullmatch(value):
+        raise RouteError(
+            f"{where}: expected at most {MAX_CHECK_TEXT} letters, digits or URL punctuation"
+            f" (no spaces, quotes, # or \\), got {_shown(value)}"
+        )
+    return value
+
+
 def parse_address(value, where: str) -> str:
     """An IPv4 or IPv6 address an instance can be reached at, in its canonical form."""
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
@@ -184,6 +197,7 @@ def parse_address(value, where: str) -> str:
 class Health:
     path: str | None = None  # None: TCP connect checks
     expect_status: int = 200
+    body_contains: str | None = None
     interval_ms: int | None = None  # None: the router's default
 
 
@@ -212,11 +226,15 @@ def _health(app: str, raw) -> Health:
     status = raw.get("expect_status", 200)
     if not _integer(status) or not 100 <= status <= 599:
         raise RouteError(f"{where}.expect_status: expected an HTTP status 100-599, got {_shown(status)}")
-    if "expect_status" in raw and path is None:
-        raise RouteError(f"{where}.expect_status: needs health.path (without a path the check is a TCP connect)")
+    for name in ("expect_status", "body_contains"):
+        if name in raw and path is None:
+            raise RouteError(f"{where}.{name}: needs health.path (without a path the check is a TCP connect)")
+    body = raw.get("body_contains")
+    if body is not None:
+        parse_check_text(body, f"{where}.body_contains")
     interval = raw.get("interval")
     interval_ms = None if interval is None else parse_duration_ms(interval, f"{where}.interval")
-    return Health(path=path, expect_status=status, interval_ms=interval_ms)
+    return Health(path=path, expect_status=status, body_contains=body, interval_ms=interval_ms)
 
 
 def validate_app(app) -> str:

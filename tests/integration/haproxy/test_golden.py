@@ -21,7 +21,7 @@ ROUTES = {
         "hosts": ["shop.example.com", "www.shop.example.com"],
         "service_port": 10080,
         "balance": "leastconn",
-        "health": {"path": "/healthz", "expect_status": 204, "interval": "2s"},
+        "health": {"path": "/healthz", "expect_status": 204, "body_contains": "ok", "interval": "2s"},
         "canary_weight": 10,
         "sticky": True,
         "idempotency_header": "Idempotency-Key",

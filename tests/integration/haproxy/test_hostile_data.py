@@ -132,6 +132,8 @@ def valid_routes(draw):
         spec["service_port"] = draw(st.integers(PORT_RANGE["first"], PORT_RANGE["last"]))
     if draw(st.booleans()):
         spec["health"] = {"path": draw(paths), "expect_status": draw(st.integers(100, 599))}
+        if draw(st.booleans()):
+            spec["health"]["body_contains"] = draw(st.from_regex(r"[A-Za-z0-9._:=-]{1,40}", fullmatch=True))
     if draw(st.booleans()):
         spec["balance"] = draw(st.sampled_from(["roundrobin", "leastconn", "source"]))
     if draw(st.booleans()):
@@ -176,11 +178,14 @@ hostile_text = st.builds(
 def mutated_route(draw, spec):
     """spec with one field made invalid; returns the hostile spec."""
     spec = json.loads(json.dumps(spec))
-    field = draw(st.sampled_from(["hosts", "path", "balance", "service_port", "header", "unknown", "host_count"]))
+    fields = ["hosts", "path", "body", "balance", "service_port", "header", "unknown", "host_count"]
+    field = draw(st.sampled_from(fields))
     if field == "hosts":
         spec["hosts"] = [*spec.get("hosts", []), draw(hostile_text)]
     elif field == "path":
         spec["health"] = {"path": draw(hostile_text)}
+    elif field == "body":
+        spec["health"] = {"path": "/h", "body_contains": draw(hostile_text)}
     elif field == "balance":
         spec["balance"] = draw(hostile_text)
     elif field == "service_port":

@@ -117,3 +117,22 @@ def test_canary_weight_splits_new_traffic(router, backends):
     for _request in range(50):
         assert request(proxy.http_port, "shop.test")[0] == 200
     assert canary.hits == before, "a canary of weight 0 gets no new traffic"
+
+
+def test_a_health_check_can_require_text_in_the_answer(router, backends):
+    proxy = router()
+    good, bad = backends("ready-1", "booting-1")
+    # Both answer 200 on /health; only one answer holds the text the route asks for.
+    proxy.put_route(
+        "web", {"hosts": ["web.test"], "health": {"path": "/health", "body_contains": "ready", "interval": "200ms"}}
+    )
+    proxy.put_instance("web", "node1", "good", good.port)
+    proxy.put_instance("web", "node2", "bad", bad.port)
+    proxy.wait_rendered(lambda text: "http-check expect string ready" in text, what="the body check")
+
+    def states():
+        servers = proxy.servers("app_web")
+        return {name: row["status"] for name, row in servers.items()}
+
+    wait_for(lambda: states() == {"node1-good": "UP", "node2-bad": "DOWN"}, 15, what="only the ready instance up")
+    assert {request(proxy.http_port, "web.test")[1] for _ in range(6)} == {"ready-1"}

@@ -50,7 +50,7 @@ def test_a_full_route_parses_with_its_defaults_filled():
                 "hosts": ["Shop.Example.com", "shop.example.com."],
                 "service_port": 31000,
                 "balance": "leastconn",
-                "health": {"path": "/healthz", "expect_status": 204, "interval": "500ms"},
+                "health": {"path": "/healthz", "expect_status": 204, "body_contains": "ok", "interval": "500ms"},
                 "canary_weight": 10,
                 "sticky": True,
                 "idempotency_header": "Idempotency-Key",
@@ -59,7 +59,7 @@ def test_a_full_route_parses_with_its_defaults_filled():
     )
     assert route.hosts == ("shop.example.com",)
     assert route.service_port == 31000 and route.balance == "leastconn" and route.sticky
-    assert route.health == routing.Health("/healthz", 204, 500) and route.idempotency_header == "Idempotency-Key"
+    assert route.health == routing.Health("/healthz", 204, "ok", 500) and route.idempotency_header == "Idempotency-Key"
     minimal = parse_route("api", '{"service_port": 31001}')
     assert minimal.balance == "roundrobin" and minimal.health.path is None and minimal.canary_weight is None
     assert minimal.sticky is False and minimal.hosts == () and minimal.idempotency_header is None
@@ -98,6 +98,11 @@ def test_a_full_route_parses_with_its_defaults_filled():
         ({"service_port": 1, "sticky": "yes"}, "route web: sticky: expected true or false"),
         ({"service_port": 1, "idempotency_header": "X-Key }"}, "route web: idempotency_header: expected an HTTP"),
         ({"service_port": 1, "idempotency_header": "-x"}, "route web: idempotency_header: expected an HTTP"),
+        ({"service_port": 1, "health": {"body_contains": "ok"}}, "route web: health.body_contains: needs health.path"),
+        (
+            {"service_port": 1, "health": {"path": "/h", "body_contains": "all ok"}},
+            "route web: health.body_contains: expected at most 128",
+        ),
     ],
 )
 def test_an_invalid_route_names_the_app_and_the_field(spec, message):
@@ -151,6 +156,7 @@ def test_property_a_route_holds_only_inert_values(value, key):
         except RouteError:
             continue
         words = [route.app, *route.hosts, route.balance, route.health.path or "/", route.idempotency_header or "h"]
+        words.append(route.health.body_contains or "b")
         assert all(set(word) <= INERT for word in words), route
 
 
