@@ -87,7 +87,6 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?")
 # The platform's own container labels (the registrator reads them): an app may not set them.
 RESERVED_LABEL_PREFIXES = ("org.dockyard.", "dockyard.")
-# Text HAProxy's `http-check expect string` takes as one unquoted word (the path's characters).
 
 # A Docker image reference (distribution's reference grammar), with a tag, a sha256 digest, or both.
 _DOMAIN_COMPONENT = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
