@@ -135,4 +135,4 @@ def test_a_health_check_can_require_text_in_the_answer(router, backends):
         return {name: row["status"] for name, row in servers.items()}
 
     wait_for(lambda: states() == {"node1-good": "UP", "node2-bad": "DOWN"}, 15, what="only the ready instance up")
-    assert {request(proxy.http_port, "web.test")[1] for _ in range(6)} == {"ready-1"}
+    assert {request(proxy.http_port, "web.test")[1] for _attempt in range(6)} == {"ready-1"}
