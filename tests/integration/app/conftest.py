@@ -1,9 +1,10 @@
-"""Fixtures for the app module's lock and ledger tests: a real ZooKeeper on loopback, and sessions with it."""
+"""Fixtures for the app module's tests: a real ZooKeeper on loopback and sessions with it; a real one-node Swarm."""
 
 import uuid
 
 import pytest
 from ansible_collections.dockyard.platform.plugins.module_utils.app.ledger import Session, parse_settings
+from support.swarm_node import SwarmNode, engine_answers
 from support.zookeeper import ZooKeeperServer
 
 
@@ -44,3 +45,13 @@ def sessions(zookeeper, chroot):
     yield open_session
     for session in opened:
         session.close()
+
+
+@pytest.fixture(scope="module")
+def swarm_node():
+    """A lab host running a one-node Swarm, shared by a test module (about 10 s to start); removed afterwards."""
+    if not engine_answers():
+        pytest.skip("no Docker engine answers; run `make engine`")
+    node = SwarmNode().start()
+    yield node
+    node.stop()
