@@ -257,7 +257,8 @@ class OneShotRender:
         if self.module.params["content"] is not None:
             return self.module.params["content"]
         try:
-            with open(self.module.params["src"], encoding="utf-8") as handle:
+            # newline="": a CRLF in the template stays a CRLF in the file, as consul-template keeps it.
+            with open(self.module.params["src"], encoding="utf-8", newline="") as handle:
                 return handle.read()
         except OSError as error:
             self.module.fail_json(
@@ -279,11 +280,11 @@ class OneShotRender:
                 if value:
                     self.module.no_log_values.add(value)
 
-    def _diff(self, live, contents, output):
+    def _diff(self, live, contents):
         diff = {"before_header": self.dest, "after_header": self.dest}
         if not self.secret_keys:
             before = "" if live.contents is None else live.contents.decode("utf-8", "replace")
-            return dict(diff, before=before, after=output)
+            return dict(diff, before=before, after=contents.decode("utf-8", "replace"))
         note = "# text hidden: the template reads secret keys ({}); sha1 {}\n"
         keys = ", ".join(sorted(self.secret_keys))
         before = "" if live.contents is None else note.format(keys, hashlib.sha1(live.contents).hexdigest())
@@ -304,12 +305,12 @@ class OneShotRender:
             )
         if execution.error:
             module.fail_json(msg=f"the template failed: {execution.error}", dependencies=dependencies)
-        contents = execution.output.encode("utf-8")
+        contents = execution.contents
         live = renderer_files.read_live(self.dest)
         changed = renderer_files.would_render(contents, live)
         result = {"dest": self.dest, "dependencies": dependencies, "checksum": hashlib.sha1(contents).hexdigest()}
         if module._diff:
-            result["diff"] = self._diff(live, contents, execution.output)
+            result["diff"] = self._diff(live, contents)
         if changed and not module.check_mode:
             self._swap(contents, live)
         file_args = {

@@ -14,15 +14,16 @@ with the daemons.
 - parse_settings() resolves the settings from a mapping (a daemon's
   configuration file or a module's options) over an environment
   (CONSUL_HTTP_* as the consul CLI reads them): the mapping wins.
-- ConsulClient sends the requests; ConsulError is what fails.
+- ConsulClient sends the requests; ConsulError is what fails, whatever went
+  wrong on the way (refused, reset, truncated, timed out, TLS, bad JSON).
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
-import socket
 import ssl
 import urllib.error
 import urllib.parse
@@ -216,6 +217,7 @@ class Response:
     status: int
     body: bytes
     index: int  # X-Consul-Index, for the next blocking query
+    last_contact: float = 0.0  # X-Consul-LastContact in seconds: how long since the answering server heard the leader
 
     def json(self):
         """The decoded body, or None when it is empty."""
@@ -239,8 +241,16 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class ConsulClient:
-    def __init__(self, settings: ConsulSettings):
+    """Requests to one Consul agent.
+
+    max_stale (seconds, 0 for off) lets any server answer a GET (`stale`), as
+    consul-template's max_stale does: an answer whose X-Consul-LastContact is
+    above max_stale is asked again of the leader.
+    """
+
+    def __init__(self, settings: ConsulSettings, max_stale: float = 0.0):
         self.settings = settings
+        self.max_stale = max_stale
         self.token = settings.token or _read_token(settings)
         context = None
         if settings.scheme == "https":
@@ -259,7 +269,8 @@ class ConsulClient:
         """
         params = dict(params or {})
         if self.settings.datacenter:
-            params["dc"] = self.settings.datacenter
+            # A template's key("x@dc2") asks another datacenter than the configured one.
+            params.setdefault("dc", self.settings.datacenter)
         url = self.settings.base_url + path
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -272,21 +283,25 @@ class ConsulClient:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with self._opener.open(request, timeout=timeout or self.settings.timeout) as answer:
-                return Response(answer.status, answer.read(), _index(answer.headers))
+            return self._send(request, method, path, timeout or self.settings.timeout, accept)
+        # Whatever breaks on the way (refused, reset, truncated answer, timeout, TLS) is Consul not answering.
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
+            raise ConsulError(f"consul at {self.settings.base_url} unreachable: {reason}") from None
+
+    def _send(self, request, method: str, path: str, timeout: float, accept) -> Response:
+        try:
+            with self._opener.open(request, timeout=timeout) as answer:
+                return Response(answer.status, answer.read(), _index(answer.headers), _last_contact(answer.headers))
         except urllib.error.HTTPError as error:
-            if error.code == 404:
-                return Response(404, b"", _index(error.headers))
             payload = error.read()
-            if error.code in accept:
-                return Response(error.code, payload, _index(error.headers))
+            if error.code == 404 or error.code in accept:
+                body = b"" if error.code == 404 else payload
+                return Response(error.code, body, _index(error.headers), _last_contact(error.headers))
             detail = payload.decode("utf-8", "replace").strip()[:500]
             answer = f"consul answered HTTP {error.code} to {method} {path}: {detail}"
             message = self._refused(answer) if error.code == 403 else answer
             raise ConsulError(message, error.code, detail) from None
-        except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise ConsulError(f"consul at {self.settings.base_url} unreachable: {reason}") from None
 
     def _refused(self, answer: str) -> str:
         """A 403: the ACL token is named by where it came from, never by its value."""
@@ -300,7 +315,13 @@ class ConsulClient:
         return f"Consul's ACLs refused a request made without a token ({answer}): give one in {names.get('token')}"
 
     def get(self, path: str, params: dict | None = None, timeout: float | None = None) -> Response:
-        return self.request("GET", path, params, timeout=timeout)
+        """A read; with max_stale, from any server, and again from the leader when that answer is too stale."""
+        if not self.max_stale:
+            return self.request("GET", path, params, timeout=timeout)
+        answer = self.request("GET", path, {**(params or {}), "stale": ""}, timeout=timeout)
+        if too_stale(answer, self.max_stale):
+            return self.request("GET", path, params, timeout=timeout)
+        return answer
 
     # -- sessions ----------------------------------------------------------------------
     def session_create(self, name: str, ttl: str, behavior: str = "delete", lock_delay: str = "0s") -> str:
@@ -364,6 +385,18 @@ def _read_token(settings: ConsulSettings) -> str:
 def _value(entry: dict) -> bytes:
     raw = entry.get("Value")
     return base64.b64decode(raw) if raw else b""
+
+
+def too_stale(answer: Response, max_stale: float) -> bool:
+    """Whether a stale read's answer lags the leader by more than max_stale seconds."""
+    return answer.last_contact > max_stale
+
+
+def _last_contact(headers) -> float:
+    try:
+        return max(0.0, int(headers.get("X-Consul-LastContact", "0")) / 1000)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _index(headers) -> int:

@@ -8,7 +8,8 @@ child (exec mode), status, logs, cli. No Ansible imports: the module
 dockyard.platform.render, the daemon and the tests share this code.
 
 The template engine knows no routing: importing the package registers the
-routing table's template function (routes.py), whichever module is imported.
+routing table's template function (routes.py) and the catalog's (catalog.py),
+whichever module is imported.
 """
 
-from . import routes  # noqa: F401  (registers routing_table())
+from . import catalog, routes  # noqa: F401  (register service(), services(), nodes(), routing_table())

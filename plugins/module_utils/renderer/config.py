@@ -16,6 +16,10 @@ from .commands import upgrade_placeholder
 
 # Consul caps a blocking query's wait at ten minutes.
 MAX_BLOCK_WAIT = 600.0
+# max_drop weighs a render against the most entries live within this long: longer than an operator takes to notice
+# and act on a refusal, short enough that a deliberate scale-down in small steps goes through on its own.
+DEFAULT_MAX_DROP_WINDOW = 3600.0
+MISSING_CONSUL_KEY = ("wait", "fail")
 
 
 def share(value: Any, name: str) -> float | None:
@@ -53,10 +57,16 @@ class Wait:
 
 @dataclass
 class WatchSettings:
-    block_wait: float = 300.0  # a blocking query's wait (Consul caps it at 10 minutes)
+    # A blocking query's wait, consul-template's block_query_wait; also the longest a watch takes to notice that
+    # Consul's index went backwards (a snapshot restore), which Consul does not answer before the wait is over.
+    block_wait: float = 60.0
     min_interval: float = 0.1  # rate limit: no two queries of one dependency closer than this
     backoff: float = 0.25  # first retry delay after an error
-    max_backoff: float = 60.0  # cap of the exponential back-off
+    # Cap of the exponential back-off. consul-template's is 1m; ours is short so that a change made as Consul
+    # comes back from an outage of any length renders within seconds (the jitter spreads the retries of many hosts).
+    max_backoff: float = 3.0
+    # consul-template's max_stale: reads may come from any server lagging the leader by at most this; 0 for off.
+    max_stale: float = 2.0
 
 
 @dataclass
@@ -72,13 +82,16 @@ class TemplateConfig:
     command: str | list | None = None
     command_timeout: float = 30.0
     wait: Wait | None = None
-    error_on_missing_key: bool = False
+    error_on_missing_key: bool = True  # consul-template's meaning: a missing map key or attribute fails the template
+    missing_consul_key: str = "wait"  # key() of a Consul key that does not exist: wait (keep the live file) or fail
     max_drop: float | None = None
+    max_drop_window: float = DEFAULT_MAX_DROP_WINDOW
 
     def read_source(self) -> str:
         if self.contents is not None:
             return self.contents
-        with open(self.source, encoding="utf-8") as handle:
+        # newline="": a CRLF in the template stays a CRLF in the file, as consul-template keeps it.
+        with open(self.source, encoding="utf-8", newline="") as handle:
             return handle.read()
 
 
@@ -105,6 +118,7 @@ class Config:
     exec: ExecSettings = field(default_factory=ExecSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     log_level: str = "info"
+    state_dir: str | None = None  # the max_drop baselines and the control socket; None: in memory, no socket
 
     def wait_for(self, template: TemplateConfig) -> Wait:
         return template.wait if template.wait is not None else self.wait
@@ -160,8 +174,31 @@ _TEMPLATE_KEYS = (
     "command_timeout",
     "wait",
     "error_on_missing_key",
+    "missing_consul_key",
     "max_drop",
+    "max_drop_window",
 )
+
+
+def _flag(raw: dict, name: str, default: bool, where: str) -> bool:
+    value = raw.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _missing_consul_key(raw: dict, where: str) -> str:
+    value = raw.get("missing_consul_key", "wait")
+    if value not in MISSING_CONSUL_KEY:
+        raise ConfigError(f"{where}.missing_consul_key: expected wait or fail, got {value!r}")
+    return value
+
+
+def _window(raw: dict, where: str) -> float:
+    window = duration(raw.get("max_drop_window", DEFAULT_MAX_DROP_WINDOW), where + ".max_drop_window")
+    if window <= 0:
+        raise ConfigError(f"{where}.max_drop_window must be above 0")
+    return window
 
 
 def parse_template(raw: dict, index: int) -> TemplateConfig:
@@ -186,29 +223,33 @@ def parse_template(raw: dict, index: int) -> TemplateConfig:
         command=_command(raw.get("command"), where + ".command"),
         command_timeout=duration(raw.get("command_timeout", 30), where + ".command_timeout"),
         wait=_wait(raw["wait"], where + ".wait") if raw.get("wait") is not None else None,
-        error_on_missing_key=bool(raw.get("error_on_missing_key", False)),
+        error_on_missing_key=_flag(raw, "error_on_missing_key", True, where),
+        missing_consul_key=_missing_consul_key(raw, where),
         max_drop=share(raw.get("max_drop"), where + ".max_drop"),
+        max_drop_window=_window(raw, where),
     )
+
+
+def _watch(raw: Any) -> WatchSettings:
+    only(raw, ("block_wait", "min_interval", "backoff", "max_backoff", "max_stale"), "watch")
+    settings = WatchSettings(**{name: duration(value, f"watch.{name}") for name, value in raw.items()})
+    settings.block_wait = min(settings.block_wait, MAX_BLOCK_WAIT)
+    if settings.block_wait < 1:
+        raise ConfigError("watch.block_wait must be at least 1s")
+    if settings.backoff <= 0 or settings.max_backoff < settings.backoff:
+        raise ConfigError("watch.backoff must be more than 0, and watch.max_backoff not below it")
+    return settings
 
 
 def parse(raw: dict, environ=None) -> Config:
     """A Config from the decoded JSON document; raises ConfigError naming the bad setting."""
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a JSON object")
-    only(raw, ("consul", "wait", "watch", "templates", "exec", "status", "log_level"), "config")
+    only(raw, ("consul", "wait", "watch", "templates", "exec", "status", "log_level", "state_dir"), "config")
     config = Config(consul=parse_settings(raw.get("consul"), os.environ if environ is None else environ))
     if raw.get("wait") is not None:
         config.wait = _wait(raw["wait"], "wait")
-    watch = raw.get("watch") or {}
-    only(watch, ("block_wait", "min_interval", "backoff", "max_backoff"), "watch")
-    config.watch = WatchSettings(
-        block_wait=min(duration(watch.get("block_wait", 300), "watch.block_wait"), MAX_BLOCK_WAIT),
-        min_interval=duration(watch.get("min_interval", 0.1), "watch.min_interval"),
-        backoff=duration(watch.get("backoff", 0.25), "watch.backoff"),
-        max_backoff=duration(watch.get("max_backoff", 60), "watch.max_backoff"),
-    )
-    if config.watch.block_wait < 1:
-        raise ConfigError("watch.block_wait must be at least 1s")
+    config.watch = _watch(raw.get("watch") or {})
     templates = raw.get("templates") or []
     if not isinstance(templates, list):
         raise ConfigError("templates: expected a list")
@@ -235,7 +276,16 @@ def parse(raw: dict, environ=None) -> Config:
         raise ConfigError("status.port: expected a port number")
     config.status = StatusSettings(address=str(status.get("address", "127.0.0.1")), port=port)
     config.log_level = log_level(raw.get("log_level", "info"))
+    config.state_dir = _state_dir(raw.get("state_dir"))
     return config
+
+
+def _state_dir(raw: Any) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or not os.path.isabs(raw) or os.path.normpath(raw) != raw.rstrip("/"):
+        raise ConfigError(f"state_dir: expected one clean absolute path, got {raw!r}")
+    return os.path.normpath(raw)
 
 
 def load(path: str, environ=None) -> Config:

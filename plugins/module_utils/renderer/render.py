@@ -8,6 +8,11 @@ destination's own directory (so the swap is a rename on one filesystem),
 fsynced and given its owner, group and mode; the check runs on it (%s
 stands for its path); only if it passes is it renamed over the live file,
 and the directory fsynced. A failed check leaves the live file as it was.
+When the live file holds the contents but not the configured owner, group or
+mode, those are set on it in place: the contents are not written again.
+An owner or group that cannot be given (not root) is an error naming the
+file, never skipped. Candidates a crash left behind are removed at start
+(remove_stale_candidates()).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import contextlib
 import grp
 import os
 import pwd
+import re
+import stat
 import tempfile
 from dataclasses import dataclass
 
@@ -52,6 +59,34 @@ def resolve_owner(user, group) -> tuple:
     return uid, gid
 
 
+class OwnershipError(PermissionError):
+    """The configured (or the live file's) owner or group cannot be given to a file: the process is not root."""
+
+
+def _chown(descriptor_or_path, destination: str, uid: int, gid: int, user, group) -> None:
+    """Gives uid/gid (-1: keep); an OwnershipError names the file, the owner and group, and who we run as."""
+    try:
+        os.chown(descriptor_or_path, uid, gid)
+    except PermissionError as error:
+        wanted = " and ".join(
+            f"{what} {name}" if name not in (None, "") else f"{what} {number} (the live file's)"
+            for what, name, number in (("owner", user, uid), ("group", group, gid))
+            if number != -1
+        )
+        raise OwnershipError(
+            f"cannot give {destination} {wanted}: {error.strerror} (running as uid {os.geteuid()}, not root)"
+        ) from None
+
+
+def _wanted_owner(user, group, live: Live | None) -> tuple:
+    """(uid, gid) a file at the destination should have: the configured ones, else the live file's, else -1 (ours)."""
+    uid, gid = resolve_owner(user, group)
+    if live is not None and live.contents is not None:
+        uid = live.uid if uid == -1 else uid
+        gid = live.gid if gid == -1 else gid
+    return uid, gid
+
+
 def write_candidate(destination: str, contents: bytes, mode=None, user=None, group=None, live: Live | None = None):
     """Writes contents to a new file beside destination and returns its path.
 
@@ -65,13 +100,12 @@ def write_candidate(destination: str, contents: bytes, mode=None, user=None, gro
         with os.fdopen(handle, "wb") as stream:
             stream.write(contents)
             stream.flush()
-            uid, gid = resolve_owner(user, group)
-            if live is not None and live.contents is not None:
-                uid = live.uid if uid == -1 else uid
-                gid = live.gid if gid == -1 else gid
-            may_chown = os.geteuid() == 0 or (uid in (-1, os.geteuid()) and gid in (-1, os.getegid()))
-            if (uid != -1 or gid != -1) and may_chown:
-                os.fchown(stream.fileno(), uid, gid)
+            uid, gid = _wanted_owner(user, group, live)
+            created = os.fstat(stream.fileno())
+            uid = -1 if uid == created.st_uid else uid
+            gid = -1 if gid == created.st_gid else gid
+            if uid != -1 or gid != -1:
+                _chown(stream.fileno(), destination, uid, gid, user, group)
             if mode is None:
                 mode = live.mode if live is not None and live.mode is not None else 0o644
             os.fchmod(stream.fileno(), mode)
@@ -109,7 +143,8 @@ class CommitError(OSError):
 
 @dataclass
 class Swap:
-    """What swap() did: status is unchanged, rendered or check failed; checked is the check's outcome, if one ran."""
+    """What swap() did: status is unchanged, rendered, attributes (owner, group or mode set, contents kept) or
+    check failed; checked is the check's outcome, if one ran."""
 
     status: str
     live: Live
@@ -140,7 +175,7 @@ def swap(destination: str, contents: bytes, check=None, timeout=None, mode=None,
     """
     live = read_live(destination) if live is None else live
     if not would_render(contents, live):
-        return Swap("unchanged", live)
+        return Swap("attributes" if set_attributes(destination, live, mode, user, group) else "unchanged", live)
     candidate = write_candidate(destination, contents, mode, user, group, live)
     checked = None
     try:
@@ -155,6 +190,48 @@ def swap(destination: str, contents: bytes, check=None, timeout=None, mode=None,
     finally:
         discard(candidate)
     return Swap("rendered", live, checked)
+
+
+def set_attributes(destination: str, live: Live, mode=None, user=None, group=None) -> bool:
+    """Gives the live file the configured owner, group and mode where it differs; True if it changed anything.
+
+    Only what is configured counts (None keeps the live file's). Owner and
+    group go first, since a chown may clear set-id bits that the mode sets.
+    """
+    uid, gid = resolve_owner(user, group)
+    chown_uid = -1 if uid in (-1, live.uid) else uid
+    chown_gid = -1 if gid in (-1, live.gid) else gid
+    new_mode = None if mode is None or mode == live.mode else mode
+    if chown_uid == chown_gid == -1 and new_mode is None:
+        return False
+    if chown_uid != -1 or chown_gid != -1:
+        _chown(destination, destination, chown_uid, chown_gid, user, group)
+    if new_mode is not None:
+        os.chmod(destination, new_mode)
+    return True
+
+
+_CANDIDATE_SUFFIX = re.compile(r"[a-z0-9_]{8}\.candidate")  # tempfile.mkstemp's 8 random characters, our suffix
+
+
+def remove_stale_candidates(destination: str) -> list:
+    """Removes the candidates a crash left beside destination (only write_candidate()'s names); returns their paths."""
+    directory = os.path.dirname(os.path.abspath(destination))
+    prefix = f".{os.path.basename(destination)}."
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix) or not _CANDIDATE_SUFFIX.fullmatch(name[len(prefix) :]):
+            continue
+        path = os.path.join(directory, name)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(path)
+                removed.append(path)
+    return sorted(removed)
 
 
 def _sync_directory(directory: str) -> None:

@@ -13,8 +13,8 @@
   are bisected to find the ones the check fails with; those are quarantined
   (logged, left out until their value changes) and the rest renders, so one
   bad key cannot freeze every other change.
-- max_drop refuses a render whose ls()/tree() lost too many of the entries
-  the last good render used.
+- max_drop refuses a render whose ls()/tree() lost too many of the most
+  entries a live render held within max_drop_window (baseline.py).
 - Data a template skipped (warn(), routing_table() errors) is logged at error
   level with the template's name when it first appears; the rest renders.
 - Modes: daemon (watch and render until stopped), once (render all and
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ..daemon import logs
 from ..daemon.consul import ConsulClient, ConsulError
 from ..daemon.retry import backoff_delay
+from . import baseline as baselines
 from . import commands
 from . import render as files
 from . import template as templates
@@ -101,8 +102,8 @@ class TemplateState:
     first_change: float | None = None
     last_change: float | None = None
     settled: bool = False  # rendered, or found the live file already right, at least once
-    good_sizes: dict = field(default_factory=dict)
-    accept_drop: bool = False
+    baseline: object = None  # baseline.Baseline for max_drop, made when first needed
+    accept_drop: bool = False  # the operator's override: the next render may drop entries and resets the baseline
     render_count: int = 0
     last_render: float | None = None  # wall clock
     last_error: str | None = None
@@ -121,10 +122,21 @@ class TemplateState:
         return self.first_change is not None
 
 
+def connect(config) -> ConsulClient:
+    """The Consul client a configuration asks for; ConsulError or OSError when its token or TLS files are unusable."""
+    return ConsulClient(config.consul, max_stale=config.watch.max_stale)
+
+
+def render_allowance(config) -> float:
+    """How long one render of a template may keep the loop busy: its check, its command and the command's rerun."""
+    commands_run = (1 if config.check else 0) + (2 if config.command else 0)
+    return commands_run * config.command_timeout
+
+
 class Runner:
     def __init__(self, config, client=None, dry: bool = False, stdout=None, on_change=None):
         self.config = config
-        self.client = client or ConsulClient(config.consul)
+        self.client = client or connect(config)
         self.dry = dry
         self.stdout = stdout
         self.on_change = on_change
@@ -134,6 +146,8 @@ class Runner:
         self.states = []
         self.started = time.time()
         self.heartbeat = time.monotonic()
+        self.busy_with = None  # what the loop is doing past its heartbeat, for the status endpoint
+        self.busy_allowance = 0.0  # how long that may take: health counts the loop stuck only past it
         self._cond = threading.Condition()
         self._stopping = False
         self._reload_requested = False
@@ -215,13 +229,26 @@ class Runner:
         for dependency in needed:
             view = self.views.get(dependency)
             if view is None or view.stopping or not view.is_alive():
-                view = View(dependency, self.client, self.config.watch, self.deliver, self.stats)
+                # A view that died (it should not) hands on its failures, so its replacement backs off.
+                failures = view.failures if view is not None and not view.stopping else 0
+                view = View(dependency, self.client, self.config.watch, self.deliver, self.stats, failures)
                 self.views[dependency] = view
                 view.start()
         for dependency in list(self.views):
             if dependency not in needed:
                 self.views.pop(dependency).stop()
                 self.brain.forget(dependency)
+
+    def _restart_watches(self) -> None:
+        """Stops every view; _sync_watches starts them again with the current client and settings."""
+        views, self.views = self.views, {}
+        for view in views.values():
+            view.stop()
+
+    def _beat(self, busy_with: str | None = None, allowance: float = 0.0) -> None:
+        """The loop is alive; it may now be busy with `busy_with` for up to `allowance` seconds."""
+        self.heartbeat = time.monotonic()
+        self.busy_with, self.busy_allowance = busy_with, allowance
 
     # -- one template ------------------------------------------------------------------
     def _fail(self, state, message: str, counter: str = "errors", **fields) -> str:
@@ -233,7 +260,8 @@ class Runner:
     def process(self, state, isolate: bool = True) -> str:
         """Executes and (if due) renders one template; returns what happened.
 
-        One of: rendered, unchanged, waiting, missing, failed, refused.
+        One of: rendered, attributes (owner, group or mode set on the live
+        file, contents unchanged), unchanged, waiting, missing, failed, refused.
         """
         if state.template is None:
             state.last_error = state.load_error
@@ -247,7 +275,7 @@ class Runner:
             return "waiting"
         if execution.missing:
             state.waiting_for = "missing key(s) " + ", ".join(execution.missing)
-            if state.config.error_on_missing_key:
+            if state.config.missing_consul_key == "fail":
                 self._fail(state, "missing key(s): {}".format(", ".join(execution.missing)))
             else:
                 logs.event(
@@ -266,8 +294,8 @@ class Runner:
             self._fail(state, refusal, "refusals")
             return "refused"
         outcome = self._apply(state, execution, isolate)
-        if outcome in ("rendered", "unchanged"):
-            state.good_sizes = dict(execution.sizes)
+        if outcome in ("rendered", "attributes", "unchanged"):
+            self._record_sizes(state, execution.sizes)
             state.accept_drop = False
             state.settled = True
             state.last_error = None
@@ -287,28 +315,62 @@ class Runner:
                 )
         state.skipped = list(warnings)
 
+    def _baseline(self, state):
+        """The template's max_drop baseline, read from the state directory when there is one (never in dry mode)."""
+        config = state.config
+        persisted = self.config.state_dir is not None and not self.dry
+        path = baselines.state_path(self.config.state_dir, config.name) if persisted else None
+        known = state.baseline
+        if known is None or (known.path, known.destination) != (path, config.destination):
+            state.baseline = baselines.Baseline(config.name, config.destination, path)
+            if state.baseline.problem:
+                logs.event(
+                    logging.ERROR,
+                    "max_drop state file ignored, starting without a baseline",
+                    template=config.name,
+                    error=state.baseline.problem,
+                )
+        return state.baseline
+
     def _drop_refusal(self, state, sizes: dict) -> str | None:
         limit = state.config.max_drop
-        if limit is None or state.accept_drop or not state.good_sizes:
+        if limit is None or state.accept_drop:
             return None
-        for name, before in sorted(state.good_sizes.items()):
-            now = sizes.get(name)
-            if now is None or before <= 0 or now >= before:
-                continue
-            if (before - now) / before >= limit:
-                function, prefix = name
-                return (
-                    f"render refused, live file kept: {function}({prefix}) fell from {before} to {now} entries"
-                    f" (max_drop {round(limit * 100)}%)"
-                )
-        return None
+        fall = self._baseline(state).fall(sizes, limit, state.config.max_drop_window)
+        if fall is None:
+            return None
+        (function, prefix), largest, now = fall
+        return (
+            f"render refused, live file kept: {function}({prefix}) fell from {largest} to {now} entries"
+            f" (max_drop {round(limit * 100)}% of the most live in the last {state.config.max_drop_window:g}s)"
+        )
+
+    def _record_sizes(self, state, sizes: dict) -> None:
+        """The live render's ls()/tree() counts join the baseline (an accepted drop replaces it)."""
+        if state.config.max_drop is None:
+            return
+        baseline = self._baseline(state)
+        try:
+            if state.accept_drop:
+                baseline.reset(sizes)
+            else:
+                baseline.record(sizes, state.config.max_drop_window)
+        except OSError as error:
+            logs.event(
+                logging.ERROR,
+                "max_drop baseline not saved: a restart would start without it",
+                template=state.config.name,
+                file=baseline.path,
+                error=error,
+            )
 
     def _passes(self, state, quarantine: dict, live) -> bool:
+        self._beat(f"isolating the entries {state.config.name}'s check fails with", render_allowance(state.config))
         trial = state.template.execute(self.brain, quarantine)
         if not trial.complete:
             return False
         return files.check_candidate(
-            state.config.destination, trial.output.encode("utf-8"), **_file_settings(state.config), live=live
+            state.config.destination, trial.contents, **_file_settings(state.config), live=live
         ).ok
 
     def _isolate(self, state, execution, live) -> dict:
@@ -347,11 +409,11 @@ class Runner:
 
     def _apply(self, state, execution, isolate: bool = True) -> str:
         config = state.config
-        output = execution.output
-        contents = output.encode("utf-8")
+        contents = execution.contents
         if self.dry:
             stream = self.stdout
-            stream.write(f"> {config.destination}\n{output}")
+            # Dry mode is read by people: a value that is not UTF-8 shows as replacement characters.
+            stream.write(f"> {config.destination}\n{contents.decode('utf-8', 'replace')}")
             stream.flush()
             return "rendered"
         live = files.read_live(config.destination)
@@ -363,6 +425,14 @@ class Runner:
             return self._fail(state, f"cannot write candidate: {error}")
         if swapped.status == "unchanged":
             return "unchanged"
+        if swapped.status == "attributes":
+            logs.event(
+                logging.INFO,
+                "owner, group or mode set, contents unchanged",
+                template=config.name,
+                destination=config.destination,
+            )
+            return "attributes"
         if swapped.status == "check failed":
             checked = swapped.checked
             offenders = self._isolate(state, execution, live) if isolate and execution.items else {}
@@ -419,7 +489,7 @@ class Runner:
             outcome = self.process(state)
             if outcome == "waiting":
                 outcome = self._fail(state, f"the template kept finding new Consul reads; gave up after {FETCH_ROUNDS}")
-            if outcome == "missing" and not state.config.error_on_missing_key:
+            if outcome == "missing" and state.config.missing_consul_key != "fail":
                 outcome = self._fail(state, "missing key(s): {}".format(", ".join(state.missing)))
             results[state.config.name] = outcome
         return results
@@ -445,16 +515,18 @@ class Runner:
             if reload_requested and self.reloader is not None:
                 self._reload()
             now = time.monotonic()
-            self.heartbeat = now
+            self._beat()
             for state in list(self.states):
                 due = self._due(state, now)
                 if due is not None and due <= now:
                     with self._cond:
                         state.first_change = state.last_change = None
+                    self._beat(f"rendering {state.config.name}", render_allowance(state.config))
                     try:
                         self.process(state)
                     except Exception as error:  # a bug in one template's path must not stop the others
                         self._fail(state, f"internal error: {error}")
+            self._beat()
             self._sync_watches()
             if on_cycle is not None:
                 on_cycle()
@@ -471,15 +543,22 @@ class Runner:
         logs.event(logging.INFO, "renderer stopped")
 
     reloader = None  # set by the CLI: a callable that returns a new Config
+    on_reload = None  # set by the CLI: applies what lies outside the runner (status endpoint, log level)
 
     def _reload(self) -> None:
+        """Applies a new configuration whole: templates, Consul client (address, token, TLS), watch settings."""
         try:
             config = self.reloader()
+            client = connect(config)
         except Exception as error:
             logs.event(logging.ERROR, "reload failed, configuration kept", error=error)
             return
         self.load(config)
-        logs.event(logging.INFO, "configuration reloaded", templates=len(self.states))
+        self.client = client
+        self._restart_watches()
+        if self.on_reload is not None:
+            self.on_reload(config)
+        logs.event(logging.INFO, "configuration reloaded", templates=len(self.states), consul=client.settings.base_url)
 
     # -- status ------------------------------------------------------------------------
     def snapshot(self) -> dict:
@@ -505,16 +584,21 @@ class Runner:
             )
         with self.stats.lock:
             requests, errors = self.stats.requests, self.stats.errors
-            failures = max(self.stats.failures.values(), default=0)
+        views = list(self.views.values())
+        watch = self.config.watch
         return {
             "started": self.started,
             "heartbeat_age": time.monotonic() - self.heartbeat,
+            "busy": {"with": self.busy_with, "allowance": self.busy_allowance},
+            "log_level": self.config.log_level,
             "consul": {
                 "address": self.config.consul.base_url,
+                "max_stale": watch.max_stale,
                 "requests": requests,
                 "errors": errors,
-                "consecutive_failures": failures,
-                "watches": len(self.views),
+                "consecutive_failures": max((view.failures for view in views), default=0),
+                "watches": len(views),
             },
+            "watch": {name: getattr(watch, name) for name in ("block_wait", "min_interval", "backoff", "max_backoff")},
             "templates": templates_status,
         }

@@ -7,7 +7,7 @@ GET /v1/health   200 healthy, 429 (a Consul check's "warning") while Consul
                  template is in error or the loop is stuck.
 GET /v1/status   the runner's snapshot as JSON.
 GET /metrics     Prometheus text exposition.
-POST /v1/accept-drop/<template>   let the next render of a template drop entries (max_drop override).
+POST /v1/accept-drop/<template>   403: the max_drop override is taken on the control socket (control.py).
 """
 
 from __future__ import annotations
@@ -20,10 +20,26 @@ from socketserver import ThreadingMixIn
 STUCK_AFTER = 30.0  # seconds without a loop cycle (the loop cycles at least every second)
 
 
+def stuck(snapshot: dict) -> str | None:
+    """Why the loop counts as stuck, or None: no heartbeat for STUCK_AFTER past what it said it may be busy for.
+
+    A render runs its check and command with their timeout, and may run
+    several: the loop says so (busy.allowance) before it starts, so a slow
+    reload is not mistaken for a hang.
+    """
+    age = snapshot["heartbeat_age"]
+    busy = snapshot.get("busy") or {}
+    if age <= STUCK_AFTER + (busy.get("allowance") or 0):
+        return None
+    doing = f" ({busy['with']})" if busy.get("with") else ""
+    return f"render loop stuck for {age:.0f}s{doing}"
+
+
 def health(snapshot: dict) -> tuple:
     """(HTTP status, reason) for a snapshot."""
-    if snapshot["heartbeat_age"] > STUCK_AFTER:
-        return 503, "render loop stuck for {:.0f}s".format(snapshot["heartbeat_age"])
+    reason = stuck(snapshot)
+    if reason:
+        return 503, reason
     failing = [t["name"] for t in snapshot["templates"] if t["last_error"]]
     if failing:
         return 503, "templates in error: " + ", ".join(failing)
@@ -146,11 +162,12 @@ class StatusServer:
                     self._send(404, '{"error": "not found"}\n')
 
             def do_POST(self):
-                prefix = "/v1/accept-drop/"
-                if self.path.startswith(prefix) and runner_ref.accept_drop(self.path[len(prefix) :]):
-                    self._send(200, '{"accepted": true}\n')
+                # Anything on the host reaches this port: overrides are taken on the root-only control socket.
+                if self.path.startswith("/v1/accept-drop/"):
+                    refusal = {"error": "accept-drop is taken only on the control socket, <state_dir>/control.sock"}
+                    self._send(403, json.dumps(refusal) + "\n")
                 else:
-                    self._send(404, '{"error": "no such template"}\n')
+                    self._send(404, '{"error": "not found"}\n')
 
         self.server = _Server((address, port), Handler)
         self.port = self.server.server_address[1]

@@ -1,6 +1,6 @@
 # Copyright: Contributors to the Dockyard project
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Templates: Jinja2 with functions that read Consul KV through the brain.
+"""Templates: Jinja2 with consul-template's functions, reading Consul through the brain.
 
 Executing a template never talks to Consul. It records every dependency it
 read (so watches follow what templates really use), those not fetched yet,
@@ -8,36 +8,58 @@ the keys that do not exist, how many entries each `ls`/`tree` returned
 (for the max_drop guard), and the data it skipped (`warn()` and registered
 functions such as `routing_table()`) so that the runner can log each at error
 level.
+
+Functions that read something take a Scope and register with
+template_function(name): the KV functions here, the catalog's in catalog.py,
+the routing table in routes.py. Helpers that read nothing (functions.py) are
+both filters and functions, under consul-template's camelCase names and our
+snake_case ones.
+
+The source's line endings are kept byte for byte: Jinja2 would turn every
+CRLF and CR into LF.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import os
 from dataclasses import dataclass, field
 
 try:
     import jinja2
+    import jinja2.lexer
 
     JINJA2_IMPORT_ERROR = None
 except ImportError as _error:  # pragma: no cover - targets install python3-jinja2
     jinja2 = None
     JINJA2_IMPORT_ERROR = _error
 
-from .dependencies import KeyDependency, PrefixDependency, prefix_of
+from . import functions as helpers
+from .dependencies import (
+    DependencyError,
+    FileDependency,
+    KeyDependency,
+    PrefixDependency,
+    encode_text,
+    prefix_of,
+    split_datacenter,
+)
+from .missing_keys import empty_missing_keys
 
 _FUNCTIONS = {}
 
 
-def template_function(name: str):
-    """Registers function(scope, *args, **kwargs) as the template function `name`.
+def template_function(*names: str):
+    """Registers function(scope, *args, **kwargs) as the template function(s) `names`.
 
-    The engine knows no function by name beyond its own (key, ls, tree, warn):
-    the routing table, for one, registers itself from renderer/routes.py.
+    The engine itself knows only the KV functions, warn(), env() and file():
+    the routing table (routes.py) and the catalog (catalog.py) register
+    themselves.
     """
 
     def register(function):
-        _FUNCTIONS[name] = function
+        for name in names:
+            _FUNCTIONS[name] = function
         return function
 
     return register
@@ -58,6 +80,19 @@ class KVPair:
         self.value = value
         self.create_index = create_index
 
+    # consul-template's field names, so that a ported {{ .Key }} becomes {{ pair.Key }}
+    Key = property(lambda self: self.key)
+    Path = property(lambda self: self.path)
+    Value = property(lambda self: self.value)
+    CreateIndex = property(lambda self: self.create_index)
+
+    def relative(self, key: str) -> KVPair:
+        """The same entry under another relative key (byKey strips the first segment)."""
+        return KVPair(key, self.path, self.value, self.create_index)
+
+    def as_json(self) -> dict:
+        return {"CreateIndex": self.create_index, "Key": self.key, "Path": self.path, "Value": self.value}
+
     def __repr__(self) -> str:
         return f"KVPair({self.path!r}, {self.value!r})"
 
@@ -67,7 +102,7 @@ class Execution:
     output: str | None = None
     used: list = field(default_factory=list)  # dependencies read, in order
     unfetched: list = field(default_factory=list)  # read but not in the brain yet
-    missing: list = field(default_factory=list)  # key() of keys that do not exist
+    missing: list = field(default_factory=list)  # key() of keys that do not exist, safe_ls/safe_tree found empty
     sizes: dict = field(default_factory=dict)  # ("ls"|"tree", prefix) -> entries returned
     error: str | None = None  # the template raised (undefined variable, bad JSON, ...)
     warnings: list = field(default_factory=list)  # data the template skipped (warn(), routing_table())
@@ -78,37 +113,46 @@ class Execution:
     def complete(self) -> bool:
         return self.output is not None and not self.unfetched and not self.missing and self.error is None
 
-
-def _parse_json(value):
-    if isinstance(value, KVPair):
-        value = value.value
-    return json.loads(value)
-
-
-def _to_json(value, indent=None, sort_keys=True):
-    return json.dumps(value, indent=indent, sort_keys=sort_keys)
-
-
-def environment():
-    if jinja2 is None:
-        raise TemplateError(f"the renderer needs Jinja2 (Debian package python3-jinja2): {JINJA2_IMPORT_ERROR}")
-    env = jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["parse_json"] = _parse_json
-    env.filters["to_json"] = _to_json
-    return env
+    @property
+    def contents(self) -> bytes | None:
+        """The output as the bytes to write: a value that was not UTF-8 goes back to its own bytes."""
+        return None if self.output is None else encode_text(self.output)
 
 
 class Scope:
-    """What a registered function may use while a template executes: warn() and admitted()."""
+    """What a registered function may use while a template executes.
 
-    def __init__(self, result: Execution, quarantine: dict, warn):
+    use() reads a dependency from the brain and records it (as used, and as
+    unfetched while the brain lacks it); wait_for() marks the render as
+    waiting (a missing key); warn() records skipped data; admitted() leaves
+    out quarantined entries.
+    """
+
+    def __init__(self, result: Execution, brain, quarantine: dict):
         self.result = result
+        self.brain = brain
         self.quarantine = quarantine
-        self.warn = warn
+        self._seen = set()
+
+    def use(self, dependency) -> tuple:
+        """(found, data): found is False until the dependency has been fetched."""
+        if dependency not in self._seen:
+            self._seen.add(dependency)
+            self.result.used.append(dependency)
+        found, data = self.brain.recall(dependency)
+        if not found and dependency not in self.result.unfetched:
+            self.result.unfetched.append(dependency)
+        return found, data
+
+    def wait_for(self, what: str) -> None:
+        if what not in self.result.missing:
+            self.result.missing.append(what)
+
+    def warn(self, message) -> str:
+        text = str(message)
+        if text not in self.result.warnings:
+            self.result.warnings.append(text)
+        return ""
 
     def admitted(self, entries) -> list:
         """entries (from ls/tree) without the quarantined ones; the rest are recorded as items a check may bisect."""
@@ -125,12 +169,217 @@ class Scope:
         return kept
 
 
+# -- KV -------------------------------------------------------------------------------
+def _key_dependency(function: str, argument) -> KeyDependency:
+    path, datacenter = split_datacenter(function, argument)
+    path = path.strip("/")
+    if not path:
+        raise DependencyError(f"{function}({str(argument)!r}): the key path is empty")
+    return KeyDependency(path, datacenter)
+
+
+def _display(path: str, datacenter: str) -> str:
+    return f"{path}@{datacenter}" if datacenter else path
+
+
+@template_function("key")
+def key(scope: Scope, path) -> str:
+    """The value; a key that does not exist holds the render back (recorded as missing)."""
+    dependency = _key_dependency("key", path)
+    found, value = scope.use(dependency)
+    if found and value is None:
+        scope.wait_for(_display(dependency.path, dependency.datacenter))
+    return value if value is not None else ""
+
+
+@template_function("key_or_default", "keyOrDefault")
+def key_or_default(scope: Scope, path, default="") -> str:
+    """The value, or default when the key does not exist or is empty (as consul-template)."""
+    _found, value = scope.use(_key_dependency("key_or_default", path))
+    return value if value else default
+
+
+@template_function("key_exists", "keyExists")
+def key_exists(scope: Scope, path) -> bool:
+    _found, value = scope.use(_key_dependency("key_exists", path))
+    return value is not None
+
+
+_MATCHES = ("folder", "prefix")
+
+
+def _prefix_dependency(function: str, argument, match: str) -> PrefixDependency:
+    if match not in _MATCHES:
+        raise DependencyError(f"{function}: match must be 'folder' or 'prefix', got {match!r}")
+    path, datacenter = split_datacenter(function, argument)
+    prefix = prefix_of(path) if match == "folder" else path.lstrip("/")
+    if not prefix:
+        raise DependencyError(
+            f"{function}({str(argument)!r}): the path is empty (it would read the whole KV store); name a folder"
+        )
+    return PrefixDependency(prefix, datacenter)
+
+
+def _read_pairs(scope: Scope, function: str, path, match: str) -> tuple:
+    """(found, dependency, entries) of ls/tree and their safe forms, entries as KVPairs."""
+    dependency = _prefix_dependency(function, path, match)
+    prefix = dependency.prefix
+    found, data = scope.use(dependency)
+    entries = []
+    for full, value, *created in data or ():
+        # consul-template strips the prefix, then leading slashes; a folder prefix already ends with one.
+        relative = full[len(prefix) :] if match == "folder" else full[len(prefix) :].lstrip("/")
+        if not relative or relative.endswith("/"):
+            continue  # the prefix's own key and folder markers
+        if function.endswith("ls") and "/" in relative:
+            continue  # ls lists the top level only
+        entries.append(KVPair(relative, full, value, created[0] if created else 0))
+    kind = "ls" if function.endswith("ls") else "tree"
+    scope.result.sizes[(kind, _display(prefix, dependency.datacenter))] = len(entries)
+    return found, dependency, entries
+
+
+def _pairs(scope: Scope, function: str, path, match: str) -> list:
+    return _read_pairs(scope, function, path, match)[2]
+
+
+def _safe_pairs(scope: Scope, function: str, path, match: str) -> list:
+    """consul-template's safeLs/safeTree: an empty prefix holds the render back instead of rendering nothing."""
+    found, dependency, entries = _read_pairs(scope, function, path, match)
+    if found and not entries:
+        scope.wait_for(f"{function}({_display(dependency.prefix, dependency.datacenter)})")
+    return entries
+
+
+@template_function("ls")
+def ls(scope: Scope, path, match: str = "folder") -> list:
+    return _pairs(scope, "ls", path, match)
+
+
+@template_function("tree")
+def tree(scope: Scope, path, match: str = "folder") -> list:
+    return _pairs(scope, "tree", path, match)
+
+
+@template_function("safe_ls", "safeLs")
+def safe_ls(scope: Scope, path, match: str = "folder") -> list:
+    return _safe_pairs(scope, "safe_ls", path, match)
+
+
+@template_function("safe_tree", "safeTree")
+def safe_tree(scope: Scope, path, match: str = "folder") -> list:
+    return _safe_pairs(scope, "safe_tree", path, match)
+
+
+# -- the host -------------------------------------------------------------------------
+@template_function("file")
+def read_file(scope: Scope, path) -> str:
+    """A local file's contents, watched like a key; a file that cannot be read is a template error."""
+    path = str(path)
+    if not path:
+        raise DependencyError("file(''): the path is empty")
+    _found, contents = scope.use(FileDependency(path))
+    if contents is None:
+        return ""
+    if contents.error is not None:
+        raise helpers.FunctionError(f"file({path!r}): cannot read it: {contents.error}")
+    return contents.text
+
+
+@template_function("env")
+def env(_scope: Scope, name) -> str:
+    """An environment variable of the renderer's process; "" when it is not set (as consul-template)."""
+    return os.environ.get(str(name), "")
+
+
+@template_function("warn")
+def warn(scope: Scope, message) -> str:
+    """Records message as data the template skipped; renders nothing."""
+    return scope.warn(message)
+
+
+# -- helpers that read nothing ----------------------------------------------------------
+# Filters and functions alike, under both names.
+_HELPERS = {
+    ("parse_json", "parseJSON"): helpers.parse_json,
+    ("to_json", "toJSON"): helpers.to_json,
+    ("to_json_pretty", "toJSONPretty"): helpers.to_json_pretty,
+    ("to_unescaped_json", "toUnescapedJSON"): helpers.to_unescaped_json,
+    ("to_unescaped_json_pretty", "toUnescapedJSONPretty"): helpers.to_unescaped_json_pretty,
+    ("explode",): helpers.explode,
+    ("parse_yaml", "parseYAML"): helpers.parse_yaml,
+    ("to_yaml", "toYAML"): helpers.to_yaml,
+    ("base64_encode", "base64Encode"): helpers.base64_encode,
+    ("base64_decode", "base64Decode"): helpers.base64_decode,
+    ("base64_url_encode", "base64URLEncode"): helpers.base64_url_encode,
+    ("base64_url_decode", "base64URLDecode"): helpers.base64_url_decode,
+    ("sha256_hex", "sha256Hex"): helpers.sha256_hex,
+    ("by_key", "byKey"): helpers.by_key,
+    ("by_tag", "byTag"): helpers.by_tag,
+}
+# Go argument order for the functions (value last); filters take the piped value first.
+_PATTERN_HELPERS = {
+    ("regex_match", "regexMatch"): helpers.regex_match,
+    ("regex_replace_all", "regexReplaceAll"): helpers.regex_replace_all,
+}
+
+
+def _value_first(function):
+    @functools.wraps(function)
+    def filter_(value, *arguments):
+        return function(*arguments, value)
+
+    return filter_
+
+
+class _LineEndingLexer(jinja2.lexer.Lexer if jinja2 else object):
+    """Jinja2's lexer, giving template text back with the source's own line endings.
+
+    Jinja2 joins the source's lines with LF before lexing; each text token
+    starts on a known line, so its n-th LF is the end of line start+n, whose
+    original ending is put back.
+    """
+
+    def _normalize_newlines(self, value: str) -> str:
+        return value
+
+    def tokeniter(self, source, name, filename=None, state=None):
+        endings = jinja2.lexer.newline_re.findall(source)
+        for lineno, token, value in super().tokeniter(source, name, filename, state):
+            if token == jinja2.lexer.TOKEN_DATA and "\n" in value:
+                lines = value.split("\n")
+                value = lines[0] + "".join(endings[lineno - 1 + number] + line for number, line in enumerate(lines[1:]))
+            yield lineno, token, value
+
+
+class _Environment(jinja2.Environment if jinja2 else object):
+    @functools.cached_property
+    def lexer(self):
+        return _LineEndingLexer(self)
+
+
+def environment(undefined=None):
+    if jinja2 is None:
+        raise TemplateError(f"the renderer needs Jinja2 (Debian package python3-jinja2): {JINJA2_IMPORT_ERROR}")
+    env = _Environment(undefined=undefined or jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    for names, function in _HELPERS.items():
+        for name in names:
+            env.filters[name] = function
+            env.globals[name] = function
+    for names, function in _PATTERN_HELPERS.items():
+        for name in names:
+            env.filters[name] = _value_first(function)
+            env.globals[name] = function
+    env.globals["timestamp"] = helpers.timestamp
+    return env
+
+
 class Template:
-    def __init__(self, name: str, source: str):
+    def __init__(self, name: str, source: str, undefined=None):
         self.name = name
         self.source = source
         try:
-            self._compiled = environment().from_string(source)
+            self._compiled = environment(undefined).from_string(source)
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(f"template {name}: syntax error on line {error.lineno}: {error.message}") from None
 
@@ -142,59 +391,9 @@ class Template:
         a candidate failed its check with. An entry whose value has changed
         since is weighed again.
         """
-        quarantine = quarantine or {}
         result = Execution()
-        seen = set()
-
-        def use(dependency):
-            if dependency not in seen:
-                seen.add(dependency)
-                result.used.append(dependency)
-            found, data = brain.recall(dependency)
-            if not found and dependency not in result.unfetched:
-                result.unfetched.append(dependency)
-            return found, data
-
-        def key(path):
-            found, value = use(KeyDependency(str(path).strip("/")))
-            if found and value is None and path not in result.missing:
-                result.missing.append(str(path).strip("/"))
-            return value if value is not None else ""
-
-        def key_or_default(path, default=""):
-            _found, value = use(KeyDependency(str(path).strip("/")))
-            return value if value is not None else default
-
-        def pairs(kind, path):
-            prefix = prefix_of(str(path))
-            _found, data = use(PrefixDependency(prefix))
-            entries = []
-            for full, value, *created in data or ():
-                relative = full[len(prefix) :]
-                if not relative or relative.endswith("/"):
-                    continue  # folder markers
-                if kind == "ls" and "/" in relative:
-                    continue  # ls lists the top level only
-                entries.append(KVPair(relative, full, value, created[0] if created else 0))
-            result.sizes[(kind, prefix)] = len(entries)
-            return entries
-
-        def warn(message):
-            text = str(message)
-            if text not in result.warnings:
-                result.warnings.append(text)
-            return ""
-
-        scope = Scope(result, quarantine, warn)
-        context = {
-            "key": key,
-            "key_or_default": key_or_default,
-            "ls": lambda prefix: pairs("ls", prefix),
-            "tree": lambda prefix: pairs("tree", prefix),
-            "warn": warn,
-        }
-        for name, function in _FUNCTIONS.items():
-            context[name] = functools.partial(function, scope)
+        scope = Scope(result, brain, quarantine or {})
+        context = {name: functools.partial(function, scope) for name, function in _FUNCTIONS.items()}
         try:
             result.output = self._compiled.render(context)
         except Exception as error:  # a template may raise anything; it must not stop the renderer
@@ -209,4 +408,5 @@ def load(config) -> Template:
         source = config.read_source()
     except OSError as error:
         raise TemplateError(f"template {config.name}: cannot read {config.source}: {error.strerror}") from None
-    return Template(config.name, source)
+    # error_on_missing_key false: a missing map key is empty, as consul-template's default (missing_keys.py).
+    return Template(config.name, source, None if config.error_on_missing_key else empty_missing_keys())

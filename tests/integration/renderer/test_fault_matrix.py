@@ -133,32 +133,3 @@ def test_failing_command_puts_the_previous_file_back_and_reruns_it(consul_agent,
     consul_agent.put("rollback/value", "good-3")
     wait_for(lambda: daemon.template("rollback")["last_error"] is None, 10, what="the next good render")
     assert live.read_text() == "good-3\n"
-
-
-def test_operator_override_lets_a_refused_drop_through(consul_agent, renderer, tmp_path):
-    import urllib.request
-
-    for number in range(4):
-        consul_agent.put(f"override/b{number}", "x")
-    live = tmp_path / "override.conf"
-    daemon = renderer(
-        {
-            "consul": consul_settings(consul_agent),
-            "wait": {"min": 0.1, "max": 1},
-            "templates": [
-                {
-                    "name": "override",
-                    "contents": "{{ ls('override') | length }}\n",
-                    "destination": str(live),
-                    "max_drop": 0.5,
-                }
-            ],
-        }
-    )
-    daemon.wait_ready()
-    consul_agent.delete_tree("override/")
-    wait_for(lambda: daemon.template("override")["refusals"] == 1, 10, what="the refusal")
-    assert live.read_text() == "4\n"
-    request = urllib.request.Request(f"http://127.0.0.1:{daemon.status_port}/v1/accept-drop/override", method="POST")
-    urllib.request.urlopen(request, timeout=5).close()
-    wait_for(lambda: live.read_text() == "0\n", 10, what="the accepted render")

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
 CONSUL_VARIABLES = (
@@ -25,8 +26,11 @@ def no_consul_environment(monkeypatch):
 
 
 @pytest.fixture
-def run_module(capsys):
+def run_module(capsys, monkeypatch):
     """run_module(module, args, check_mode=False, diff=False) -> the module's JSON result, success or failure."""
+    # A module runs in a process of its own; tests that loaded controller plugins (lookups) earlier in this
+    # one would otherwise send its warnings and deprecations to the controller's display, not its result.
+    monkeypatch.setattr(_internal, "is_controller", False)
 
     def run(module, args, check_mode=False, diff=False):
         args = {**args, "_ansible_check_mode": check_mode, "_ansible_diff": diff}

@@ -2,15 +2,19 @@ import io
 
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer import config as configuration
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer import status
-from ansible_collections.dockyard.platform.plugins.module_utils.renderer.dependencies import PrefixDependency
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer.dependencies import (
+    KeyDependency,
+    PrefixDependency,
+)
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer.runner import Runner
 
 
-def make_runner(tmp_path, **template):
+def make_runner(tmp_path, state_dir=None, **template):
     raw = {
+        "state_dir": state_dir,
         "templates": [
             {"name": "t", "destination": str(tmp_path / "out"), "contents": "{{ ls('p') | length }}", **template}
-        ]
+        ],
     }
     return Runner(configuration.parse(raw, {}), client=object(), stdout=io.StringIO())
 
@@ -122,3 +126,90 @@ def test_once_fetches_until_complete_and_names_missing_keys_from_data(tmp_path, 
     assert state.missing == ["cfg/gone", "cfg/also gone"]
     assert state.last_error == "missing key(s): cfg/gone, cfg/also gone"
     assert (tmp_path / "out").read_text() == "shop"
+
+
+def test_max_drop_weighs_one_delete_at_a_time_against_the_most_entries_live(tmp_path):
+    runner = make_runner(tmp_path, max_drop="50%")
+    state = runner.states[0]
+    feed(runner, 10)
+    assert runner.process(state) == "rendered"
+    for count in (9, 8, 7, 6):
+        feed(runner, count)
+        assert runner.process(state) == "rendered"
+    feed(runner, 5)
+    assert runner.process(state) == "refused"
+    assert "ls(p/) fell from 10 to 5 entries" in state.last_error
+    assert (tmp_path / "out").read_text() == "6"
+
+
+def test_a_restarted_runner_weighs_its_first_render_against_the_saved_baseline(tmp_path, caplog):
+    settings = {"max_drop": "50%", "state_dir": str(tmp_path / "state")}
+    first = make_runner(tmp_path, **settings)
+    feed(first, 10)
+    assert first.process(first.states[0]) == "rendered"
+    feed(first, 6)
+    assert first.process(first.states[0]) == "rendered"
+
+    restarted = make_runner(tmp_path, **settings)
+    feed(restarted, 5)
+    assert restarted.process(restarted.states[0]) == "refused"
+    assert (tmp_path / "out").read_text() == "6"
+
+    # The operator's override: the accepted count becomes the baseline, for this run and the next.
+    restarted.accept_drop("t")
+    feed(restarted, 1)
+    assert restarted.process(restarted.states[0]) == "rendered"
+    again = make_runner(tmp_path, **settings)
+    feed(again, 1)
+    assert again.process(again.states[0]) == "unchanged"
+    feed(again, 0)
+    assert again.process(again.states[0]) == "refused"
+
+    # A state file that is not ours is reported and ignored; the daemon goes on without a baseline.
+    (tmp_path / "state" / "t.max-drop.json").write_text("{garbage")
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="dockyard"):
+        fresh = make_runner(tmp_path, **settings)
+        feed(fresh, 0)
+        assert fresh.process(fresh.states[0]) == "rendered"
+    assert [r.getMessage() for r in caplog.records] == ["max_drop state file ignored, starting without a baseline"]
+    assert "not JSON" in caplog.records[0].fields["error"]
+
+
+def test_a_mode_change_alone_is_applied_and_reported_without_running_the_command(tmp_path, caplog):
+    runs = tmp_path / "runs"
+    template = {"mode": "0644", "command": f"echo run >> {runs}"}
+    runner = make_runner(tmp_path, **template)
+    feed(runner, 3)
+    assert runner.process(runner.states[0]) == "rendered"
+    runner = make_runner(tmp_path, **{**template, "mode": "0600"})
+    feed(runner, 3)
+    with caplog.at_level("INFO", logger="dockyard"):
+        assert runner.process(runner.states[0]) == "attributes"
+    assert oct((tmp_path / "out").stat().st_mode & 0o777) == "0o600"
+    assert "owner, group or mode set, contents unchanged" in [r.getMessage() for r in caplog.records]
+    assert runs.read_text() == "run\n"  # the first render's command only
+    assert runner.states[0].last_error is None and runner.states[0].settled
+
+
+def test_missing_consul_key_waits_or_fails_and_error_on_missing_key_is_about_map_keys(tmp_path):
+    template = "{{ key('absent') }}"
+    waiting = make_runner(tmp_path, contents=template)
+    waiting.brain.remember(KeyDependency("absent"), None)
+    assert waiting.process(waiting.states[0]) == "missing"
+    assert waiting.states[0].last_error is None
+    failing = make_runner(tmp_path, contents=template, missing_consul_key="fail")
+    failing.brain.remember(KeyDependency("absent"), None)
+    assert failing.process(failing.states[0]) == "missing"
+    assert failing.states[0].last_error == "missing key(s): absent"
+
+    # consul-template's error_on_missing_key: indexing a map with a key it lacks (true by default here).
+    indexing = "{% set route = '{\"port\": 80}' | parse_json %}port={{ route.port }} host={{ route.host }}\n"
+    strict = make_runner(tmp_path, contents=indexing)
+    assert strict.process(strict.states[0]) == "failed"
+    assert "has no attribute 'host'" in strict.states[0].last_error
+    lenient = make_runner(tmp_path, contents=indexing, error_on_missing_key=False)
+    assert lenient.process(lenient.states[0]) == "rendered"
+    assert (tmp_path / "out").read_text() == "port=80 host=\n"
+    undefined_name = make_runner(tmp_path, contents="{{ nope }}", error_on_missing_key=False)
+    assert undefined_name.process(undefined_name.states[0]) == "failed"  # an undefined name is never a map key
