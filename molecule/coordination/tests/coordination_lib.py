@@ -20,11 +20,16 @@ def lab_host(name: str):
 
 
 def store() -> Path:
-    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+    """The environment's secrets directory: dockyard_environment defaults to the inventory directory's name."""
+    return (
+        Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+        / "secrets"
+        / Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent.name
+    )
 
 
 def consul_store() -> Path:
-    return store() / f"consul-{DATACENTER}"
+    return store() / "consul" / f"consul-{DATACENTER}"
 
 
 def consul_token(name: str) -> str:

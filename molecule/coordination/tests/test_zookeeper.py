@@ -33,7 +33,7 @@ finally:
 
 
 def kazoo(host, action: str, servers: str, authenticated: bool = True) -> str:
-    password = (store() / "zookeeper-deployer.password").read_text().strip()
+    password = (store() / "zookeeper" / "zookeeper-deployer.password").read_text().strip()
     creds = json.dumps({"user": "deployer", "password": password}) if authenticated else "{}"
     command = f"python3 -c {shlex.quote(KAZOO)} {shlex.quote(creds)} {action} {servers}"
     return host.check_output(command)

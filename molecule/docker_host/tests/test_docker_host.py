@@ -16,7 +16,13 @@ from busybox_image import busybox_image
 
 REGISTRY = "node-a:5000"
 CERTS_D_CA = f"/etc/docker/certs.d/{REGISTRY}/ca.crt"
-PKI_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "pki"
+# The environment is named after Molecule's inventory directory (dockyard_environment's default).
+PKI_DIR = (
+    Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
+    / "secrets"
+    / Path(os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent/inventory")).parent.name
+    / "pki"
+)
 START_MARKER = "/var/lib/dockyard-molecule-starts"
 
 

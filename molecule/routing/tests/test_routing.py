@@ -34,7 +34,15 @@ VHOST = "web.dockyard.test"
 SERVICE_PORT = 10080
 MANAGEMENT_PORT = 8404
 SESSION_TTL = 20  # registrator_session_ttl's default, in seconds
-TOKENS = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "secrets" / "consul-dc1" / "tokens"
+# The environment is named after Molecule's inventory directory (dockyard_environment's default).
+TOKENS = (
+    Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
+    / "secrets"
+    / Path(os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent/inventory")).parent.name
+    / "consul"
+    / "consul-dc1"
+    / "tokens"
+)
 CONSUL_CURL = (
     "curl --silent --show-error --fail --cacert /etc/consul.d/tls/ca.pem "
     "--cert /etc/consul.d/tls/agent.pem --key /etc/consul.d/tls/agent-key.pem"

@@ -106,7 +106,10 @@ def test_cluster_settings_and_autolock(host, formed):
 
 def test_unlock_key_is_kept_on_the_controller_mode_0600(host, formed):
     cluster_id = host.check_output("docker info --format '{{.Swarm.Cluster.ID}}'")
-    key_file = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets" / f"swarm-{cluster_id}.unlock-key"
+    # The environment is named after Molecule's inventory directory (dockyard_environment's default).
+    environment = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent.name
+    key_file = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets" / environment / "scheduler"
+    key_file = key_file / f"swarm-{cluster_id}.unlock-key"
     assert key_file.exists()
     assert key_file.stat().st_mode & 0o777 == 0o600
     live_key = host.run("docker swarm unlock-key --quiet").stdout.strip()
