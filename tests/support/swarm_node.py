@@ -188,7 +188,7 @@ def engine_answers() -> bool:
 
 
 def _run(argv: list, check: bool = True, timeout: float = 60, stdin: str | None = None):
-    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         shown = " ".join(argv[:4])
         raise RuntimeError(f"{shown} ... failed ({result.returncode}): {result.stderr.strip()[-2000:]}")

@@ -691,7 +691,7 @@ class Ledger:
             return [entry for entry, _version in self._entries(app)]
 
     def last_successful(self, app: str) -> Entry | None:
-        """The newest succeeded deployment: the one that is live, the target of a plain rollback."""
+        """The newest succeeded deployment: the one that is live (a plain rollback goes to the one before it)."""
         return next((entry for entry in self.history(app) if entry.outcome == "succeeded"), None)
 
     def find(self, app: str, reference: str) -> Entry | None:

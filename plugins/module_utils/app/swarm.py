@@ -374,7 +374,7 @@ class SwarmClient:
         manager keeps them with the service for later pulls; they are never in
         a returned value, a label or a message.
         """
-        registry, _ = docker.auth.resolve_repository_name(spec.image)
+        registry, _repository = docker.auth.resolve_repository_name(spec.image)
         auth = spec.registry_auth
         with self._asking(subject, f"log in to the registry {registry} as {auth.username}"):
             self.client.login(auth.username, password=auth.password, registry=registry, reauth=True)

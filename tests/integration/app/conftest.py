@@ -1,9 +1,15 @@
-"""Fixtures for the app module's tests: a real ZooKeeper on loopback and sessions with it; a real one-node Swarm."""
+"""Fixtures for the app module's tests: a real ZooKeeper on loopback and sessions with it; a real one-node Swarm
+with the real registrator daemon on its engine; a Consul client and a KV prefix of the test module's own."""
 
 import uuid
 
 import pytest
 from ansible_collections.dockyard.platform.plugins.module_utils.app.ledger import Session, parse_settings
+from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import ConsulClient
+from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import (
+    parse_settings as consul_settings,
+)
+from support.engine_process import REGISTRATOR_CLI, EngineProcess
 from support.swarm_node import SwarmNode, engine_answers
 from support.zookeeper import ZooKeeperServer
 
@@ -55,3 +61,38 @@ def swarm_node():
     node = SwarmNode().start()
     yield node
     node.stop()
+
+
+@pytest.fixture(scope="module")
+def prefix():
+    return f"test-{uuid.uuid4().hex[:8]}/"
+
+
+@pytest.fixture(scope="module")
+def consul(consul_agent):
+    return ConsulClient(consul_settings({"address": consul_agent.address}, environ={}))
+
+
+@pytest.fixture(scope="module")
+def zk_settings(zookeeper):
+    return parse_settings(zookeeper.hosts, f"/test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def registrator(swarm_node, consul_agent, prefix, tmp_path_factory):
+    """The real registrator daemon on the Swarm node's engine; instance addresses are the node's, reachable here."""
+    workdir = tmp_path_factory.mktemp("registrator")
+    config = {
+        "consul": {"address": consul_agent.address},
+        "node": "swarm-node",
+        "address": swarm_node.ip,
+        "kv_prefix": prefix,
+        "session_ttl": "20s",
+        "resync_interval": "5s",
+        "log_level": "debug",
+        "docker_url": swarm_node.base_url,
+        "state_dir": str(workdir / "state"),
+    }
+    daemon = EngineProcess(workdir, "registrator", REGISTRATOR_CLI, config).start()
+    yield daemon
+    daemon.stop()
