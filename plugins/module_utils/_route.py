@@ -29,6 +29,17 @@ class Entry:
     modify_index: int
 
 
+# The routers' ports a route's service port is checked against (doc fragment dockyard.platform.router_ports).
+ROUTER_PORTS_ARGUMENT_SPEC = dict(
+    service_port_range=dict(
+        type="dict",
+        default=dict(first=10000, last=19999),
+        options=dict(first=dict(type="int", required=True), last=dict(type="int", required=True)),
+    ),
+    reserved_ports=dict(type="list", elements="int", default=[80, 443, 8404]),
+)
+
+
 @dataclass
 class Plan:
     key: str

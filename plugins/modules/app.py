@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - dockyard.platform.consul
   - dockyard.platform.app
+  - dockyard.platform.router_ports
 attributes:
   action_group:
     support: full
@@ -177,24 +178,6 @@ options:
     type: list
     elements: str
     default: []
-  service_port_range:
-    description: The first and last service port routes may take (the routers' C(haproxy_service_port_range)).
-    type: dict
-    default: {first: 10000, last: 19999}
-    suboptions:
-      first:
-        description: The first port of the range.
-        type: int
-        required: true
-      last:
-        description: The last port of the range.
-        type: int
-        required: true
-  reserved_ports:
-    description: The routers' own ports, which no app may take as its service port.
-    type: list
-    elements: int
-    default: [80, 443, 8404]
 requirements:
   - python3-docker, python3-kazoo (Debian packages) on the Swarm manager
 """
@@ -259,6 +242,7 @@ from ansible_collections.dockyard.platform.plugins.module_utils._app import (
     deployer_from_params,
 )
 from ansible_collections.dockyard.platform.plugins.module_utils._consul import ConfigError, ConsulError
+from ansible_collections.dockyard.platform.plugins.module_utils._route import ROUTER_PORTS_ARGUMENT_SPEC
 from ansible_collections.dockyard.platform.plugins.module_utils.app.deployer import DeployError
 from ansible_collections.dockyard.platform.plugins.module_utils.app.ledger import LedgerError
 from ansible_collections.dockyard.platform.plugins.module_utils.app.marathon import translate
@@ -318,14 +302,9 @@ def argument_spec():
         lock_timeout=dict(type="str", default="0s"),
         deadline=dict(type="str", default="30m"),
         routers=dict(type="list", elements="str", default=[]),
-        service_port_range=dict(
-            type="dict",
-            default=dict(first=10000, last=19999),
-            options=dict(first=dict(type="int", required=True), last=dict(type="int", required=True)),
-        ),
-        reserved_ports=dict(type="list", elements="int", default=[80, 443, 8404]),
     )
     spec.update(CONNECTION_ARGUMENT_SPEC)
+    spec.update(ROUTER_PORTS_ARGUMENT_SPEC)
     return spec
 
 

@@ -22,6 +22,7 @@ author:
   - Dockyard engineers (@dockyard)
 extends_documentation_fragment:
   - dockyard.platform.consul
+  - dockyard.platform.router_ports
 attributes:
   action_group:
     support: full
@@ -97,25 +98,6 @@ options:
     description: The platform's KV prefix (the routers' C(haproxy_kv_prefix)), ending in V(/).
     type: str
     default: dockyard/
-  service_port_range:
-    description:
-      - The first and last service port routes may take (the routers' C(haproxy_service_port_range)).
-    type: dict
-    default: {first: 10000, last: 19999}
-    suboptions:
-      first:
-        description: The first port of the range.
-        type: int
-        required: true
-      last:
-        description: The last port of the range.
-        type: int
-        required: true
-  reserved_ports:
-    description: The routers' own ports (HTTP, HTTPS, management), which no route may take.
-    type: list
-    elements: int
-    default: [80, 443, 8404]
 notes:
   - Write routes with this module rather than with P(dockyard.platform.consul_keys#module) or by hand, so that a bad
     spec or a clash is refused here instead of being skipped (and logged) by every router.
@@ -165,7 +147,12 @@ from ansible_collections.dockyard.platform.plugins.module_utils._consul import (
     ConsulError,
     client_from_params,
 )
-from ansible_collections.dockyard.platform.plugins.module_utils._route import entries, plan, spec_from_params
+from ansible_collections.dockyard.platform.plugins.module_utils._route import (
+    ROUTER_PORTS_ARGUMENT_SPEC,
+    entries,
+    plan,
+    spec_from_params,
+)
 from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import kv_path
 from ansible_collections.dockyard.platform.plugins.module_utils.daemon.routing import (
     RouteError,
@@ -194,14 +181,9 @@ def argument_spec():
         sticky=dict(type="bool"),
         idempotency_header=dict(type="str"),
         prefix=dict(type="str", default="dockyard/"),
-        service_port_range=dict(
-            type="dict",
-            default=dict(first=10000, last=19999),
-            options=dict(first=dict(type="int", required=True), last=dict(type="int", required=True)),
-        ),
-        reserved_ports=dict(type="list", elements="int", default=[80, 443, 8404]),
     )
     spec.update(CONNECTION_ARGUMENT_SPEC)
+    spec.update(ROUTER_PORTS_ARGUMENT_SPEC)
     return spec
 
 
