@@ -26,6 +26,7 @@ loop of the daemon's once mode.
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,21 @@ def test_binary_values_render_back_to_their_bytes(consul_agent):
     value, encoded = execution.contents.split(b"|")
     assert value == raw
     assert encoded == base64.b64encode(raw)
+
+
+def test_the_daemon_writes_binary_values_and_crlf_line_endings_byte_for_byte(consul_agent, renderer, tmp_path):
+    raw = b"\x00\xff\xfe bin \xc3( \xe2\x82\xac"
+    consul_agent.put("ported-daemon/blob", raw)
+    source, destination = tmp_path / "blob.ctmpl", tmp_path / "blob.out"
+    source.write_bytes(b'value={{ key("ported-daemon/blob") }}\r\nend\r\n')
+    config = {
+        "consul": {"address": consul_agent.address},
+        "templates": [{"source": str(source), "destination": str(destination)}],
+    }
+    once = renderer(config, mode="once", start=False)
+    done = subprocess.run(once.argv(), env=once.env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert destination.read_bytes() == b"value=" + raw + b"\r\nend\r\n"
 
 
 def test_empty_values_behave_as_in_consul_template(consul_agent):
