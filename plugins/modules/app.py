@@ -209,6 +209,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+name:
+  description: The app.
+  returned: success
+  type: str
+  sample: shop
 deployment:
   description: The id of the deployment this run recorded in the ledger; none when nothing changed.
   returned: success and failure
@@ -351,6 +356,7 @@ class App:
             else:
                 spec, marathon = wanted_spec(params)
                 result = {} if marathon is None else {"marathon": marathon}
+            result["name"] = spec.name
             if self.module.check_mode:
                 plan = deployer.plan(spec, params["state"]).to_dict()
                 result.update(self.diff(plan))
@@ -364,7 +370,7 @@ class App:
             self.module.fail_json(msg="state=absent needs name")
         spec = deployer.current_spec(self.params["name"])
         if spec is None:
-            self.module.exit_json(changed=False, steps=[], versions=[])
+            self.module.exit_json(changed=False, name=self.params["name"], steps=[], versions=[])
         return spec
 
     def roll_back(self, deployer, lock_timeout, deadline):
@@ -375,9 +381,9 @@ class App:
         if self.module.check_mode:
             target = deployer.rollback_target(name, reference)
             plan = deployer.plan(parse_spec(target.spec)).to_dict()
-            self.module.exit_json(changed=plan["changed"], plan=plan, rollback_to=target.deployment)
+            self.module.exit_json(changed=plan["changed"], name=name, plan=plan, rollback_to=target.deployment)
         outcome = deployer.roll_back(name, reference, lock_timeout=lock_timeout, deadline=deadline)
-        self.module.exit_json(**outcome.to_dict())
+        self.module.exit_json(name=name, **outcome.to_dict())
 
     def diff(self, plan) -> dict:
         if not self.module._diff or not plan["diff"]:
