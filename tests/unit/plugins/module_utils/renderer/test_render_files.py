@@ -93,7 +93,23 @@ except render.OwnershipError as error:
 """
 
 
-def _swap_as_nobody(destination, contents: str, user="", group=""):
+@pytest.fixture(scope="module")
+def readable_collection():
+    """The collection's module_utils copied where nobody can read them: a checkout may sit in a 0700 directory."""
+    root = tempfile.mkdtemp(prefix="render-files-code-")
+    os.chmod(root, 0o755)
+    source = os.path.abspath(render.__file__).split("/plugins/module_utils/")[0] + "/plugins/module_utils"
+    target = os.path.join(root, "ansible_collections", "dockyard", "platform", "plugins", "module_utils")
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for directory, _subdirectories, files in os.walk(root):
+        os.chmod(directory, 0o755)
+        for name in files:
+            os.chmod(os.path.join(directory, name), 0o644)
+    yield root
+    shutil.rmtree(root)
+
+
+def _swap_as_nobody(collections, destination, contents: str, user="", group=""):
     """Runs render.swap() as the unprivileged user nobody: setpriv when the tests run as root, else as we are."""
     if os.geteuid() != 0:
         command = [sys.executable]
@@ -102,7 +118,6 @@ def _swap_as_nobody(destination, contents: str, user="", group=""):
         if not shutil.which("setpriv") or not python:
             pytest.skip("running as root without setpriv or a system python3 to drop privileges with")
         command = ["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups", python]
-    collections = os.path.abspath(render.__file__).split("/ansible_collections/")[0]
     return subprocess.run(
         [*command, "-c", UNPRIVILEGED_SWAP, str(destination), contents, user, group],
         env={"PYTHONPATH": collections, "PATH": os.environ["PATH"]},
@@ -124,19 +139,19 @@ def shared_dir():
 
 @pytest.mark.parametrize(("user", "group", "named"), [("root", "", "owner root"), ("", "root", "group root")])
 def test_an_owner_or_group_an_unprivileged_process_cannot_give_is_an_error_and_the_live_file_stays(
-    shared_dir, user, group, named
+    shared_dir, readable_collection, user, group, named
 ):
     destination = shared_dir / "out.cfg"
-    assert _swap_as_nobody(destination, "old\n").returncode == 0
+    assert _swap_as_nobody(readable_collection, destination, "old\n").returncode == 0
     before = destination.stat()
-    refused = _swap_as_nobody(destination, "new\n", user, group)
+    refused = _swap_as_nobody(readable_collection, destination, "new\n", user, group)
     assert refused.returncode == 3, refused.stderr
     assert f"cannot give {destination} {named}" in refused.stdout
     assert destination.read_bytes() == b"old\n"
     assert destination.stat().st_ino == before.st_ino
     assert os.listdir(shared_dir) == ["out.cfg"]  # no candidate left
     # Contents unchanged, only the owner or group to set on the live file: the same error, the file untouched.
-    refused = _swap_as_nobody(destination, "old\n", user, group)
+    refused = _swap_as_nobody(readable_collection, destination, "old\n", user, group)
     assert refused.returncode == 3 and f"cannot give {destination} {named}" in refused.stdout
     assert (destination.stat().st_uid, destination.stat().st_gid) == (before.st_uid, before.st_gid)
 
