@@ -52,6 +52,7 @@ else:
     KAZOO_IMPORT_ERROR = None
 
 from ..daemon.routing import RouteError, _shown, parse_address, parse_host, parse_name, parse_port
+from .spec import MAX_SPEC_BYTES
 
 DEFAULT_CHROOT = "/dockyard"
 DEFAULT_MAX_ENTRIES = 50
@@ -61,7 +62,6 @@ MAX_CHROOT_SEGMENTS = 8
 # ZooKeeper drops the connection of a client that writes more than its
 # jute.maxbuffer (1 MiB by default); an entry stays far below that.
 MAX_ENTRY_BYTES = 256 * 1024
-MAX_SPEC_BYTES = 128 * 1024
 MAX_STEPS = 200
 MAX_STEP_SECONDS = 7 * 86400
 MAX_TEXT = 200

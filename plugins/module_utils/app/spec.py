@@ -70,6 +70,9 @@ MAX_ENV = 512
 MAX_LABELS = 256
 MAX_CONSTRAINTS = 32
 MAX_TEXT = 32 * 1024  # an env value, an argument or a health command
+# The whole spec as JSON: it rides in a Swarm service label and in every ledger entry (ZooKeeper refuses a
+# write above 1 MiB), so its size is bounded here, before anything changes, rather than by the first of them.
+MAX_SPEC_BYTES = 128 * 1024
 MAX_LABEL_VALUE = 4096
 # Swarm service names are DNS labels (at most 63 characters) and each version
 # runs as the service <name>--<version id>.
@@ -710,7 +713,7 @@ def parse_spec(options) -> AppSpec:
         if hosts or service_port is not None:
             routed = "hosts" if hosts else "service_port"
             raise SpecError(routed, "a routed app needs container_port (the port the routers send to)")
-    return AppSpec(
+    spec = AppSpec(
         name=name,
         image=image,
         instances=instances,
@@ -727,3 +730,9 @@ def parse_spec(options) -> AppSpec:
         stop_grace_period_ms=milliseconds(_given(options, "stop_grace_period", "10s"), "stop_grace_period"),
         registry_auth=_registry_auth(options.get("registry_auth")),
     )
+    size = len(json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":")))
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(
+            "app spec", f"{size} bytes of JSON, more than {MAX_SPEC_BYTES}: move large values to configuration"
+        )
+    return spec

@@ -454,3 +454,10 @@ def test_accepted_constraints_are_swarm_words_and_read_back_the_same(text):
     (constraint,) = spec.constraints
     assert constraint.text == text
     assert set(text) <= set(string.ascii_letters + string.digits + "._-=!")
+
+
+def test_a_spec_too_large_for_a_service_label_is_refused_before_anything_changes():
+    values = {f"VALUE_{number}": "x" * 30_000 for number in range(5)}
+    with pytest.raises(SpecError, match=r"^app spec: [0-9]+ bytes of JSON, more than 131072"):
+        parse_spec({"name": "big", "image": "lab/big:1", "env": values})
+    assert parse_spec({"name": "big", "image": "lab/big:1", "env": dict(list(values.items())[:4])}).env
