@@ -6,7 +6,8 @@ One file per job: config, consul (a small HTTP client), docker_source (the
 running containers and their events), instances (pure: a container's
 attributes to an instance, desired vs owned to puts and deletes), drain (drain
 on stop: the labels' grammar, the due-list, the file that keeps it across
-restarts), registrator (the loop: session keeper, events, resync, back-off,
-drains), logs, cli. No Ansible
+restarts), readiness (readiness before traffic: the HTTP check label's
+grammar, the probe, the containers waiting for it), registrator (the loop:
+session keeper, events, resync, back-off, drains, probes), logs, cli. No Ansible
 imports: the daemon and the tests share this code.
 """

@@ -19,7 +19,7 @@ import sys
 from ..daemon import logs
 from ..daemon.config import LOG_LEVELS
 from . import config as configuration
-from . import instances
+from . import instances, readiness
 from .docker_source import DockerError, DockerSource
 from .registrator import Registrator
 
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
 
 
 def _once(config, stdout=None) -> int:
-    """A dry listing: what a resync would want under this node now."""
+    """A dry listing: what a resync would want under this node now (an app with an HTTP check once one probe
+    of it passes now, as a freshly started daemon would have it)."""
     stdout = stdout or sys.stdout
     try:
         running = DockerSource(config.docker_url).running()
@@ -62,9 +63,15 @@ def _once(config, stdout=None) -> int:
             continue
         try:
             instance = instances.instance_from(attrs, config.node, config.address)
+            check = None if instance is None else readiness.check_of(attrs)
         except instances.Skip as skip:
             logs.event(logging.ERROR, "container skipped", reason=skip)
             continue
+        if check is not None:
+            passed, seen = readiness.probe(instance.addr, instance.port, check)
+            if not passed:
+                logs.event(logging.INFO, "not ready", container=instances.name_of(attrs), seen=seen)
+                continue
         if instance is not None:
             entry = {
                 "key": instance.key(config.kv_prefix),

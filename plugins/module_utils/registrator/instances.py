@@ -9,6 +9,7 @@ Labels (the contract with the app module, Swarm and the routers):
   org.dockyard.port           the container's TCP port, published on the host
   com.docker.swarm.service.id set by Swarm on every task's container
   com.docker.swarm.task.id    set by Swarm; the instance's <task>
+  org.dockyard.http_check     the app's HTTP check, passed once before the instance is registered (readiness.py)
 
 Only a task of a Swarm service is an instance: a container started with a plain
 `docker run --label org.dockyard.app=shop` is skipped (and logged once), so a

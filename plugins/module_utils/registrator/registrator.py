@@ -24,6 +24,13 @@ withdrawn at once and kept out; the drain goes on a due-list that the main
 loop services, which sends the app's real stop signal once the window has
 passed. The due-list is saved in state_dir, so a restarted daemon keeps the
 drained containers out and still sends their signals.
+
+Readiness before traffic (see readiness.py): a container labelled
+org.dockyard.http_check is registered only once one GET of its check, sent to
+the address and port of its instance, has passed. Until then it waits on a
+list that the main loop services: each due probe runs in a thread of its own
+and queues its answer, and the main loop registers the container. A
+container registered (or found ready) is not probed again while it runs.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ import time
 from ..daemon import logs, routing
 from ..daemon.consul import ConsulClient, ConsulError
 from ..daemon.retry import backoff_delay
-from . import drain, instances
+from . import drain, instances, readiness
 from .config import go_duration
 from .docker_source import DockerError, DockerSource
 
@@ -51,7 +58,16 @@ WITHDRAW_ACTIONS = ("kill", "stop", "die")
 
 
 class Registrator:
-    def __init__(self, config, client=None, docker_source=None, event_source=None, drain_store=None, clock=time.time):
+    def __init__(
+        self,
+        config,
+        client=None,
+        docker_source=None,
+        event_source=None,
+        drain_store=None,
+        clock=time.time,
+        probe=readiness.probe,
+    ):
         self.config = config
         self.client = client or ConsulClient(config.consul)
         # Two connections: the event stream blocks one of them for good.
@@ -64,6 +80,9 @@ class Registrator:
         self.drains = drain.DueList()  # the stopping containers whose real stop signal is still to be sent
         self.drain_store = drain_store or drain.DrainStore(config.state_dir)
         self.clock = clock  # wall clock: drain deadlines are saved, and must mean the same after a restart
+        self.waiting = readiness.WaitList()  # containers with an HTTP check that has not passed yet
+        self.ready = set()  # IDs of containers whose HTTP check passed since they last started
+        self.probe = probe
         self._reported = set()  # (container ID, message) already logged as errors
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -195,9 +214,10 @@ class Registrator:
 
     # -- instances ---------------------------------------------------------------------
     def _instance(self, attrs: dict):
-        """The container's instance, or None (not an app task, or skipped with one logged error)."""
+        """(instance, its HTTP check or None), or None (not an app task, or skipped with one logged error)."""
         try:
-            return instances.instance_from(attrs, self.config.node, self.config.address)
+            instance = instances.instance_from(attrs, self.config.node, self.config.address)
+            return None if instance is None else (instance, readiness.check_of(attrs))
         except instances.Skip as skip:
             mark = (attrs.get("Id"), str(skip))
             level = logging.DEBUG if mark in self._reported else logging.ERROR
@@ -286,6 +306,11 @@ class Registrator:
                 self._withdraw(container_id, "unhealthy")
 
     def _withdraw(self, container_id: str, reason: str) -> None:
+        # Back in Consul only through a passing probe: it may have been stopped, or have restarted.
+        self.ready.discard(container_id)
+        cancelled = self.waiting.cancel(container_id)
+        if cancelled is not None:
+            logs.event(logging.DEBUG, "readiness probing cancelled", container=cancelled.name, reason=reason)
         key = self.registered.get(container_id)
         if key is None:
             return
@@ -397,9 +422,63 @@ class Registrator:
             return
         if attrs is None or not instances.serving(attrs):
             return
-        instance = self._instance(attrs)
-        if instance is not None and self._put(container_id, instance) == "failed":
+        found = self._instance(attrs)
+        if found is None:
+            return
+        instance, check = found
+        if check is not None and container_id not in self.ready:
+            self._await(container_id, attrs, instance, check)
+        elif self._put(container_id, instance) == "failed":
             self._retry_soon()
+
+    # -- readiness ---------------------------------------------------------------------
+    def _await(self, container_id: str, attrs: dict, instance, check) -> None:
+        """Puts the container on the wait list (its first probe due now), unless it waits already."""
+        now = time.monotonic()
+        name = instances.name_of(attrs)
+        if self.waiting.add(readiness.Waiting(container_id, name, instance, check, since=now, due=now)):
+            logs.event(logging.DEBUG, "waiting for its health check", container=name, path=check.path)
+
+    def start_due_probes(self) -> int:
+        """Starts the probes that are due (the main loop's job), each in a thread of its own: a slow app delays
+        nothing else. Their answers come back through the queue. Returns how many were started."""
+        due = self.waiting.take_due(time.monotonic())
+        for entry in due:
+            threading.Thread(target=self._probe, args=(entry,), name=f"probe {entry.name}", daemon=True).start()
+        return len(due)
+
+    def _probe(self, entry) -> None:
+        try:
+            passed, seen = self.probe(entry.instance.addr, entry.instance.port, entry.check)
+        except Exception as error:  # a probe thread that died would leave its container waiting for good
+            passed, seen = False, f"probe failed: {error!r}"
+        self.queue.put(("probe", (entry, passed, seen)))
+
+    def probe_answered(self, entry, passed: bool, seen: str) -> None:
+        """Registers a container whose probe passed; schedules the next probe of one that failed."""
+        now = time.monotonic()
+        outcome = self.waiting.answered(entry, passed, now)
+        if outcome == "waiting":
+            logs.event(
+                logging.DEBUG,
+                "not ready yet",
+                container=entry.name,
+                probe=entry.probes,
+                seen=seen,
+                retry_in=f"{entry.check.probe_interval:g}s",
+            )
+        elif outcome == "ready":
+            self.ready.add(entry.container)
+            logs.event(
+                logging.INFO,
+                "ready",
+                container=entry.name,
+                probes=entry.probes,
+                after=f"{now - entry.since:.1f}s",
+                seen=seen,
+            )
+            if self._put(entry.container, entry.instance) == "failed":
+                self._retry_soon()
 
     # -- resync ------------------------------------------------------------------------
     def resync(self) -> bool:
@@ -412,17 +491,26 @@ class Registrator:
         except DockerError as error:
             logs.event(logging.WARNING, "resync failed", error=error)
             return False
-        desired, owners, running_ids = {}, {}, set()
+        desired, owners, running_ids, awaiting = {}, {}, set(), set()
         for attrs in running:
             container_id = attrs.get("Id", "")
             running_ids.add(container_id)
             if container_id in self.stopping or not instances.serving(attrs):
                 continue
-            instance = self._instance(attrs)
-            if instance is not None:
-                key = instance.key(self.config.kv_prefix)
-                desired[key], owners[key] = instance, container_id
+            found = self._instance(attrs)
+            if found is None:
+                continue
+            instance, check = found
+            if check is not None and container_id not in self.ready:
+                awaiting.add(container_id)
+                self._await(container_id, attrs, instance, check)
+                continue
+            key = instance.key(self.config.kv_prefix)
+            desired[key], owners[key] = instance, container_id
         self.stopping &= running_ids
+        self.ready &= running_ids
+        # Gone, stopping or no longer healthy, with the events that said so missed: no longer probed.
+        self.waiting.keep_only(awaiting)
         gone = self.drains.keep_only(running_ids)  # their die events fell while the engine or the stream was away
         for entry in gone:
             logs.event(logging.INFO, "drain ended: the container is gone", container=entry.name)
@@ -449,6 +537,7 @@ class Registrator:
             "resynced",
             running=len(running),
             desired=len(desired),
+            waiting=len(awaiting),
             written=outcomes.count("written"),
             deleted=outcomes.count("deleted"),
             errors=len(outcomes) - outcomes.count("written") - outcomes.count("deleted"),
@@ -490,6 +579,7 @@ class Registrator:
                     1.0,
                     max(0.0, self.resync_due - time.monotonic()),
                     max(0.0, self.drains.next_due() - self.clock()),
+                    max(0.0, self.waiting.next_due() - time.monotonic()),
                 )
                 try:
                     item = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
@@ -501,12 +591,15 @@ class Registrator:
                     kind, payload = item
                     if kind == "event":
                         self.handle_event(payload)
+                    elif kind == "probe":
+                        self.probe_answered(*payload)
                     else:
                         logs.event(logging.DEBUG, "resync requested", reason=payload)
                         self.resync_due = time.monotonic()
                 if time.monotonic() >= self.resync_due:
                     self._resync_now()
                 self.send_due_signals()
+                self.start_due_probes()
         finally:
             self._shutdown()
 

@@ -123,11 +123,40 @@ def clock():
     return Clock()
 
 
+class Prober:
+    """The readiness probe: answers as the test sets it (per container port), and records where it was sent."""
+
+    def __init__(self):
+        self.passing = set()  # host ports whose app answers as its check expects
+        self.sent = []  # (address, port, path, host)
+
+    def __call__(self, address, port, check):
+        self.sent.append((address, port, check.path, check.host))
+        if port in self.passing:
+            return True, f"status {check.expect_status}"
+        return False, f"status 503, expected {check.expect_status}"
+
+
+def probe_round(daemon):
+    """Starts the due probes and hands their answers to the loop, as run() does."""
+    for _ in range(daemon.start_due_probes()):
+        kind, payload = daemon.queue.get(timeout=5)
+        assert kind == "probe"
+        daemon.probe_answered(*payload)
+
+
 @pytest.fixture
-def world(tmp_path, clock):
+def prober():
+    return Prober()
+
+
+@pytest.fixture
+def world(tmp_path, clock, prober):
     consul, docker = FakeConsul(), FakeDocker()
     settings = config.parse({"node": "n1", "address": "10.0.0.5", "state_dir": str(tmp_path / "state")})
-    daemon = registrator.Registrator(settings, client=consul, docker_source=docker, event_source=docker, clock=clock)
+    daemon = registrator.Registrator(
+        settings, client=consul, docker_source=docker, event_source=docker, clock=clock, probe=prober
+    )
     daemon.session = "s1"
     return daemon, consul, docker
 
@@ -439,3 +468,117 @@ def test_an_unreadable_drains_file_is_reported_and_ignored(world, caplog, tmp_pa
     errors = [record for record in caplog.records if record.levelname == "ERROR"]
     assert errors[0].getMessage() == "cannot read the drains of an earlier run, ignored"
     assert "drains.json: cannot read it" in str(errors[0].fields["error"])
+
+
+# -- readiness before traffic -----------------------------------------------------------
+CHECKED = {
+    "org.dockyard.http_check": '{"expect_status":200,"host":"web.example.com","interval_ms":1000,'
+    '"path":"/ready","timeout_ms":500}'
+}
+
+
+def test_a_checked_container_is_registered_only_once_a_probe_of_its_instance_passes(world, prober, caplog):
+    daemon, consul, docker = world
+    labels = docker.add("c0001", **CHECKED)
+    key = PREFIX + "n1/web/c0001"
+    caplog.set_level(logging.DEBUG, logger="dockyard")
+    daemon.handle_event(event("start", "c0001", labels))
+    assert key not in consul.kv and "c0001" in daemon.waiting
+    probe_round(daemon)
+    assert prober.sent == [("10.0.0.5", 30001, "/ready", "web.example.com")], "sent where the routers would send"
+    assert key not in consul.kv
+    failed = [record for record in caplog.records if record.getMessage() == "not ready yet"]
+    assert len(failed) == 1 and failed[0].levelno == logging.DEBUG and failed[0].fields["seen"].startswith("status 503")
+    probe_round(daemon)
+    assert len(prober.sent) == 1, "the next probe waits an interval"
+    daemon.resync()
+    assert key not in consul.kv, "a resync does not register a container that has not passed"
+    prober.passing.add(30001)
+    daemon.waiting.get("c0001").due = 0  # its interval has passed
+    probe_round(daemon)
+    assert consul.doc(key) == {"addr": "10.0.0.5", "port": 30001, "version": "", "track": "stable"}
+    assert "c0001" not in daemon.waiting
+    ready = [record for record in caplog.records if record.getMessage() == "ready"]
+    assert len(ready) == 1 and ready[0].levelno == logging.INFO and ready[0].fields["probes"] == 2
+
+
+def test_a_registered_container_is_not_probed_again(world, prober):
+    daemon, consul, docker = world
+    labels = docker.add("c0001", **CHECKED)
+    prober.passing.add(30001)
+    daemon.handle_event(event("start", "c0001", labels))
+    probe_round(daemon)
+    key = PREFIX + "n1/web/c0001"
+    assert key in consul.kv and len(prober.sent) == 1
+    consul.kv.clear()  # the session was invalidated: Consul deleted its keys
+    daemon.resync()
+    assert key in consul.kv
+    daemon.handle_event(event("health_status: healthy", "c0001", labels))
+    daemon.resync()
+    assert daemon.start_due_probes() == 0 and len(prober.sent) == 1
+
+
+def test_a_resync_puts_a_checked_container_on_the_wait_list_rather_than_in_consul(world, prober):
+    daemon, consul, docker = world
+    docker.add("c0001", **CHECKED)
+    docker.add("c0002")
+    daemon.resync()
+    assert sorted(consul.kv) == [PREFIX + "n1/web/c0002"]
+    prober.passing.add(30001)
+    probe_round(daemon)
+    assert PREFIX + "n1/web/c0001" in consul.kv
+
+
+@pytest.mark.parametrize("action", ["kill", "stop", "die"])
+def test_a_stop_cancels_the_probing_and_a_late_answer_registers_nothing(world, prober, action):
+    daemon, consul, docker = world
+    labels = docker.add("c0001", **CHECKED)
+    daemon.handle_event(event("start", "c0001", labels))
+    prober.passing.add(30001)
+    daemon.start_due_probes()
+    _kind, answer = daemon.queue.get(timeout=5)  # the probe ran while the container was told to stop
+    daemon.handle_event(event(action, "c0001", labels, signal="15"))
+    assert "c0001" not in daemon.waiting
+    daemon.probe_answered(*answer)
+    assert consul.kv == {}
+    if action == "die":
+        daemon.handle_event(event("start", "c0001", labels))  # restarted: a new probe decides
+        assert "c0001" in daemon.waiting
+
+
+def test_a_container_gone_while_waiting_is_no_longer_probed(world):
+    daemon, _consul, docker = world
+    docker.add("c0001", **CHECKED)
+    daemon.resync()
+    assert "c0001" in daemon.waiting
+    del docker.containers["c0001"]  # its die event fell while the stream was away
+    daemon.resync()
+    assert "c0001" not in daemon.waiting and daemon.start_due_probes() == 0
+
+
+@pytest.mark.parametrize(
+    "raw", ["{", '{"path":"/ready"}', CHECKED["org.dockyard.http_check"].replace("/ready", "/a b")]
+)
+def test_a_bad_check_label_skips_the_container_naming_it_and_probes_nothing(world, prober, caplog, raw):
+    daemon, consul, docker = world
+    docker.add("c0001", **{"org.dockyard.http_check": raw})
+    daemon.resync()
+    daemon.resync()
+    assert consul.kv == {} and "c0001" not in daemon.waiting and prober.sent == []
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].getMessage() == "container skipped"
+    assert str(errors[0].fields["reason"]).startswith("container c0001: label org.dockyard.http_check: ")
+
+
+def test_a_probe_that_raises_counts_as_failed(world, prober):
+    daemon, consul, docker = world
+    labels = docker.add("c0001", **CHECKED)
+
+    def broken(*_args):
+        raise RuntimeError("boom")
+
+    daemon.probe = broken
+    daemon.handle_event(event("start", "c0001", labels))
+    probe_round(daemon)
+    entry = daemon.waiting.get("c0001")
+    assert entry.probes == 1 and entry.due < math.inf and consul.kv == {}
