@@ -35,13 +35,15 @@ attributes:
       - dockyard.platform.consul
   check_mode:
     support: full
-    description: Returns the plan (steps with counts and versions) and the spec's differences; changes nothing.
+    description: Returns the plan (steps with counts, nodes and versions) and the spec's differences; changes nothing.
   diff_mode:
     support: full
     description: Shows the deployed spec before and the wanted spec after.
   idempotent:
-    support: full
-    description: A second run with the same spec reports no change and writes nothing.
+    support: partial
+    description:
+      - A second run with the same spec reports no change and writes nothing.
+      - O(state=restarted) restarts every time, as it is asked to.
 options:
   name:
     description:
@@ -49,9 +51,13 @@ options:
       - Required unless O(marathon_app) names it.
     type: str
   state:
-    description: Whether the app runs. V(absent) drains and removes every version and the route.
+    description:
+      - Whether the app runs. V(absent) drains and removes every version and the route.
+      - V(restarted) replaces every instance with a fresh container of the same spec, by a roll like any new version
+        (start new, healthy on every router, drain old; rolled back on failure). It is always a change; a later run
+        with V(present) and the same options is not. An app that is not deployed is deployed as with V(present).
     type: str
-    choices: [present, absent]
+    choices: [present, absent, restarted]
     default: present
   image:
     description: The image with an explicit tag or digest; V(latest) and untagged images are refused.
@@ -201,6 +207,17 @@ EXAMPLES = r"""
     marathon_app: "{{ lookup('ansible.builtin.file', 'marathon/web.json') }}"
     zookeeper_hosts: zk1:2181
 
+- name: Fresh containers for every instance of shop, rolled like a new version
+  dockyard.platform.app:
+    name: shop
+    image: registry.lab:5000/team/shop:git-4f2a9c1
+    instances: 3
+    container_port: 8080
+    hosts: [shop.example.com]
+    health: {path: /healthz}
+    state: restarted
+    zookeeper_hosts: zk1:2181
+
 - name: Back to the version before
   dockyard.platform.app:
     name: shop
@@ -231,7 +248,10 @@ versions:
   type: list
   elements: dict
 plan:
-  description: In check mode, the steps a run would take, with the versions as they are now.
+  description:
+    - In check mode, the steps a run would take, with the versions as they are now.
+    - Each step has its action, count, version and nodes; for V(start) and V(wait) the nodes eligible for the new
+      version, for V(drain) and V(remove) those its instances run on now (Swarm picks which of them a drain stops).
   returned: check mode
   type: dict
 marathon:
@@ -259,7 +279,7 @@ from ansible_collections.dockyard.platform.plugins.module_utils.daemon.config im
 def argument_spec():
     spec = dict(
         name=dict(type="str"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
+        state=dict(type="str", choices=["present", "absent", "restarted"], default="present"),
         image=dict(type="str"),
         instances=dict(type="int"),
         cpus=dict(type="float"),
@@ -380,7 +400,7 @@ class App:
         reference = self.params["rollback_to"]
         if self.module.check_mode:
             target = deployer.rollback_target(name, reference)
-            plan = deployer.plan(parse_spec(target.spec)).to_dict()
+            plan = deployer.plan(parse_spec(target.spec), as_recorded=True).to_dict()
             self.module.exit_json(changed=plan["changed"], name=name, plan=plan, rollback_to=target.deployment)
         outcome = deployer.roll_back(name, reference, lock_timeout=lock_timeout, deadline=deadline)
         self.module.exit_json(name=name, **outcome.to_dict())

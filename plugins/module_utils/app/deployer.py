@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -37,7 +38,7 @@ from ..renderer.routes import backend_name
 from ..router.report import read_routers, waiting_for
 from . import rollout
 from .ledger import DEFAULT_MAX_ENTRIES, DeploymentLock, Holder, Ledger, LedgerError, current_user, new_deployment_id
-from .spec import AppSpec, SpecError, parse_spec
+from .spec import AppSpec, SpecError, parse_restart, parse_spec
 from .swarm import SwarmClient, SwarmError
 
 # How often the loop reads the fleet again while it waits.
@@ -223,6 +224,25 @@ def deployed_spec(versions: list, last_spec: AppSpec | None) -> AppSpec | None:
     return dataclasses.replace(base, instances=current.replicas)
 
 
+def wanted_spec(spec: AppSpec, state: str, versions: list, last_spec: AppSpec | None) -> AppSpec:
+    """The spec a deployment converges to: spec with the restart generation the app's state asks for.
+
+    present keeps the generation deployed, so the same options after a
+    restart change nothing; restarted takes the next one, a new version, so
+    the ordinary roll replaces every container, drained, with its rollback on
+    failure. An app with no version service is deployed at generation 0,
+    restarted or not: all its containers are fresh anyway. One scaled to no
+    instance keeps the generation of its ledger spec, whose service is there.
+    """
+    current = deployed_spec(versions, last_spec)
+    if current is None and last_spec and any(version.version_id == last_spec.version_id for version in versions):
+        current = last_spec
+    if current is None:
+        return dataclasses.replace(spec, restart=0)
+    generation = current.restart + 1 if state == "restarted" else current.restart
+    return dataclasses.replace(spec, restart=parse_restart(generation))
+
+
 def rollback_entry(history: list, live_version: str | None, reference: str | None = None):
     """The ledger entry a rollback restores, or None.
 
@@ -266,6 +286,43 @@ def route_document(spec: AppSpec, stored: dict | None) -> dict | None:
     return document
 
 
+def running_nodes(version) -> list:
+    """The nodes that run the version's instances now, sorted: a drain stops some of them, and Swarm picks which."""
+    running = (task for task in version.tasks if task.state == "running" and task.desired_state == "running")
+    return sorted({task.node or task.node_id for task in running})
+
+
+def eligible_nodes(nodes: list, spec: AppSpec, version=None) -> list:
+    """The nodes Swarm may start an instance of spec's version on, sorted (version: its service, if it exists).
+
+    Those ready and active that meet every equality and inequality
+    constraint, less those that already run max_per_node of the version's
+    tasks (Swarm counts per service, that is per version). Swarm also needs
+    the instance's CPUs and memory free on the node, which is not looked at.
+    """
+    equalities = [constraint for constraint in spec.constraints if constraint.kind in ("equals", "not_equals")]
+    most = next((constraint.value for constraint in spec.constraints if constraint.kind == "max_per_node"), None)
+    placed = Counter(task.node_id for task in (version.tasks if version else ()) if task.desired_state == "running")
+    return sorted(
+        node.hostname or node.id
+        for node in nodes
+        if node.state == "ready"
+        and node.availability == "active"
+        and all(_meets(constraint, node) for constraint in equalities)
+        and (most is None or placed[node.id] < most)
+    )
+
+
+def _meets(constraint, node) -> bool:
+    """Swarm's reading of a constraint: a label the node lacks is '', and values compare regardless of case."""
+    if constraint.attribute == "node.hostname":
+        found = node.hostname
+    else:
+        found = node.labels.get(constraint.attribute[len("node.labels.") :], "")
+    equal = found.lower() == constraint.value.lower()
+    return equal if constraint.kind == "equals" else not equal
+
+
 def version_summary(versions: list, ready_ids: frozenset) -> list:
     """Each version service: its name, version id, image, instances asked for and serving."""
     counts = ready_counts(versions, ready_ids)
@@ -281,8 +338,13 @@ def version_summary(versions: list, ready_ids: frozenset) -> list:
     ]
 
 
-def plan_steps(versions: list, wanted: AppSpec, ready_ids: frozenset, route_changes: bool) -> list:
-    """The steps a convergence to wanted takes when every started instance turns healthy (check mode's plan)."""
+def plan_steps(versions: list, wanted: AppSpec, ready_ids: frozenset, route_changes: bool, nodes: list) -> list:
+    """The steps a convergence to wanted takes when every started instance turns healthy (check mode's plan).
+
+    Each step names its nodes (nodes: the Swarm's, SwarmClient.nodes()):
+    for a start or a wait, those eligible for the new version; for a drain or
+    a remove, those its instances run on now; none for a route or a create.
+    """
     steps = [{"action": "route", "count": 0, "version": wanted.version_id}] if route_changes else []
     existing = {version.version_id for version in versions}
     if wanted.version_id not in existing:
@@ -308,7 +370,15 @@ def plan_steps(versions: list, wanted: AppSpec, ready_ids: frozenset, route_chan
         for version in versions
         if version.version_id != wanted.version_id
     )
-    return steps
+    by_version = {version.version_id: version for version in versions}
+    eligible = eligible_nodes(nodes, wanted, by_version.get(wanted.version_id))
+
+    def where(step: dict) -> list:
+        if step["action"] in ("drain", "remove"):
+            return running_nodes(by_version[step["version"]])
+        return eligible if step["action"] in ("start", "wait") else []
+
+    return [{**step, "nodes": where(step)} for step in steps]
 
 
 def strategy(spec: AppSpec) -> rollout.Strategy:
@@ -500,24 +570,30 @@ class Deployer:
         }
 
     # -- planning -----------------------------------------------------------------------
-    def plan(self, spec: AppSpec, state: str = "present") -> Plan:
-        """What apply() would do now; reads Swarm, Consul and the ledger, changes nothing."""
-        _check_state(spec, state)
+    def plan(self, spec: AppSpec, state: str = "present", as_recorded: bool = False) -> Plan:
+        """What apply() would do now, or roll_back() with as_recorded; reads Swarm, Consul and the ledger only."""
+        _check_state(state)
         versions = self.swarm.versions(spec.name)
         ready = self._ready_ids(spec.name, versions, spec)
         summary = version_summary(versions, ready)
         if state == "absent":
             route = self._route_plan(None, spec.name)
-            steps = [{"action": "remove", "count": v.replicas, "version": v.version_id} for v in versions]
+            steps = [
+                {"action": "remove", "count": v.replicas, "version": v.version_id, "nodes": running_nodes(v)}
+                for v in versions
+            ]
             if route.changed:
-                steps.append({"action": "route", "count": 0, "version": ""})
+                steps.append({"action": "route", "count": 0, "version": "", "nodes": []})
             return Plan(bool(steps), summary, None, steps, _route_change(route))
-        deployed = deployed_spec(versions, self._last_spec(spec.name))
+        last = self._last_spec(spec.name)
+        if not as_recorded:
+            spec = wanted_spec(spec, state, versions, last)
+        deployed = deployed_spec(versions, last)
         diff = deployed.diff(spec) if deployed is not None else None
         route = self._route_plan(spec, spec.name)
         if converged(versions, spec) and not route.changed:
             return Plan(False, summary, _diff_dict(diff), [], None)
-        steps = plan_steps(versions, spec, ready, route.changed)
+        steps = plan_steps(versions, spec, ready, route.changed, self.swarm.nodes())
         return Plan(True, summary, _diff_dict(diff), steps, _route_change(route))
 
     # -- applying -----------------------------------------------------------------------
@@ -529,11 +605,11 @@ class Deployer:
         lock_timeout: float = 0,
         deadline: float = DEFAULT_DEADLINE_SECONDS,
     ) -> Result:
-        """Makes the app what spec says (state present or absent), waiting for it; DeployError when it cannot.
+        """Makes the app what spec says (present, restarted or absent), waiting for it; DeployError when it cannot.
 
-        state restarted is refused: see docs/app.md, "The deployer".
+        restarted rolls every instance to fresh containers (wanted_spec()).
         """
-        _check_state(spec, state)
+        _check_state(state)
         return self._deploy(spec, state, who, lock_timeout, deadline, None)
 
     def roll_back(
@@ -571,7 +647,11 @@ class Deployer:
                 if state == "absent":
                     return self._remove(spec.name, versions, lock, holder, deadline)
                 last = self.ledger.last_successful(spec.name)
-                previous = deployed_spec(versions, entry_spec(last) if last and last.spec else None)
+                last_spec = entry_spec(last) if last and last.spec else None
+                previous = deployed_spec(versions, last_spec)
+                if rolled_back_to is None:
+                    # A rollback deploys the recorded spec as it was, its restart generation included.
+                    spec = wanted_spec(spec, state, versions, last_spec)
                 route = self._route_plan(spec, spec.name)
                 if converged(versions, spec) and not route.changed:
                     # Not recorded: the ledger is the history of changes, and an unchanged rerun every hour
@@ -834,13 +914,8 @@ class Deployer:
             raise DeployError(f"{planned.key} does not hold what was written when read back (another writer?)")
 
 
-def _check_state(spec: AppSpec, state: str) -> None:
-    if state == "restarted":
-        raise DeployError(
-            f"app {spec.name}: state=restarted is not supported yet: a version's service is named by its"
-            " version id, so fresh containers need a new version (a restart generation in the spec)"
-        )
-    if state not in ("present", "absent"):
+def _check_state(state: str) -> None:
+    if state not in ("present", "absent", "restarted"):
         raise DeployError(f"state: expected present, absent or restarted, got {state!r}")
 
 

@@ -55,6 +55,9 @@ OPTION_KEYS = (
 HEALTH_KEYS = ("path", "expect_status", "body_contains", "command", "interval", "timeout", "grace_period", "failures")
 UPGRADE_KEYS = ("minimum_health_capacity", "maximum_over_capacity", "drain_timeout")
 REGISTRY_AUTH_KEYS = ("username", "password")
+# Not a module option: the deployer sets the restart generation (state=restarted), and specs read back from the
+# ledger and from a service's label carry it.
+SPEC_KEYS = (*OPTION_KEYS, "restart")
 
 # Marathon's defaults for an app that leaves them out.
 DEFAULT_CPUS = 1.0
@@ -80,6 +83,7 @@ VERSION_ID_LENGTH = 12
 MAX_SERVICE_NAME = 63
 MAX_NAME = MAX_SERVICE_NAME - len("--") - VERSION_ID_LENGTH
 MAX_DURATION_MS = 3_600_000
+MAX_RESTART = 1_000_000
 
 # Names Swarm takes for a service: letters and digits, runs of '-' or '_' between them. (Swarm's
 # own pattern nests its quantifiers and backtracks exponentially; this one says the same linearly.)
@@ -312,12 +316,17 @@ class AppSpec:
     constraints: tuple = ()  # Constraint, sorted by their text
     upgrade: Upgrade = field(default_factory=Upgrade)
     stop_grace_period_ms: int = 10000
+    # The restart generation: state=restarted raises it, so fresh containers of the same options are a new version.
+    restart: int = 0
     # Kept out of comparisons, version and to_dict: a secret, and the containers do not carry it.
     registry_auth: RegistryAuth | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        """The spec in the options' own form, normalised (parse_spec gives it back); registry_auth left out."""
-        return {
+        """The spec in the options' own form, normalised (parse_spec gives it back); registry_auth left out.
+
+        restart only when above 0, so that a spec never restarted reads as it did before generations existed.
+        """
+        document = {
             "name": self.name,
             "image": self.image,
             "instances": self.instances,
@@ -334,6 +343,9 @@ class AppSpec:
             "upgrade": self.upgrade.to_dict(),
             "stop_grace_period": duration_text(self.stop_grace_period_ms),
         }
+        if self.restart:
+            document["restart"] = self.restart
+        return document
 
     def _container_shape(self) -> dict:
         """What the version id digests: everything a running container is made from.
@@ -344,13 +356,16 @@ class AppSpec:
         upgrade.drain_timeout (the container's drain label and Docker's stop
         grace, drain + grace, are fixed when it is created), and constraints
         (Swarm reschedules every task when placement changes; as a new version
-        the change is stepped and drained like any other).
+        the change is stepped and drained like any other), and the restart
+        generation when above 0 (generation 0 is left out so that every
+        version id from before generations existed stays what it was: a
+        deployed app must not roll on an upgrade of the module).
         Out: instances (a scale of the same containers), hosts and service_port
         (the route, read by the routers, not the containers), the rest of
         upgrade (how a roll steps, not what it rolls to), and registry_auth
         (how the image is fetched, not what runs; and a secret).
         """
-        return {
+        shape = {
             "image": self.image,
             "args": list(self.args),
             "env": dict(self.env),
@@ -363,6 +378,9 @@ class AppSpec:
             "drain_timeout": self.upgrade.drain_timeout_ms,
             "constraints": [constraint.text for constraint in self.constraints],
         }
+        if self.restart:
+            shape["restart"] = self.restart
+        return shape
 
     @property
     def version_id(self) -> str:
@@ -379,7 +397,9 @@ class AppSpec:
         """What changes from this spec (the running one) to other (the wanted one)."""
         if other.name != self.name:
             raise ValueError(f"cannot compare app {self.name} with app {other.name}")
-        before, after = _flat(self.to_dict()), _flat(other.to_dict())
+        # restart with its 0, which to_dict leaves out, so that a first restart reads restart: 0 -> 1.
+        before = _flat({**self.to_dict(), "restart": self.restart})
+        after = _flat({**other.to_dict(), "restart": other.restart})
         changed = tuple(sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key)))
         return SpecDiff(
             changed=changed,
@@ -473,6 +493,13 @@ def parse_image(value, where: str = "image") -> str:
 def parse_instances(value, where: str = "instances") -> int:
     if not _integer(value) or not 0 <= value <= MAX_INSTANCES:
         raise SpecError(where, f"expected a whole number 0-{MAX_INSTANCES}, got {_shown(value)}")
+    return value
+
+
+def parse_restart(value, where: str = "restart") -> int:
+    """A restart generation: state=restarted makes the next, a whole number 0-MAX_RESTART."""
+    if not _integer(value) or not 0 <= value <= MAX_RESTART:
+        raise SpecError(where, f"expected a whole number 0-{MAX_RESTART}, got {_shown(value)}")
     return value
 
 
@@ -689,7 +716,7 @@ def _registry_auth(raw, where: str = "registry_auth") -> RegistryAuth | None:
 
 def parse_spec(options) -> AppSpec:
     """An AppSpec from the module's options; raises SpecError naming the first bad option, in the options' order."""
-    options = _only(options, OPTION_KEYS, "app spec")
+    options = _only(options, SPEC_KEYS, "app spec")
     for required in ("name", "image"):
         if options.get(required) is None:
             raise SpecError(required, "required")
@@ -729,6 +756,7 @@ def parse_spec(options) -> AppSpec:
         upgrade=_upgrade(options.get("upgrade")),
         stop_grace_period_ms=milliseconds(_given(options, "stop_grace_period", "10s"), "stop_grace_period"),
         registry_auth=_registry_auth(options.get("registry_auth")),
+        restart=parse_restart(_given(options, "restart", 0)),
     )
     size = len(json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":")))
     if size > MAX_SPEC_BYTES:

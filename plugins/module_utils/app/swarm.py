@@ -4,7 +4,8 @@
 
 service_spec() is pure: the parameters of the Swarm service that runs one
 version of an app, from its AppSpec. SwarmClient reads an app's version
-services back, creates, scales and removes them.
+services back, creates, scales and removes them, and lists the Swarm's nodes
+(check mode's plan names where instances may start).
 
 A version's service is never updated in place: its task template is fixed
 when it is created, because a change of anything a container is made from is
@@ -38,6 +39,7 @@ except ImportError as _error:  # pragma: no cover - managers install python3-doc
 
 from ..registrator.drain import DEFAULT_STOP_SIGNAL, DRAIN_TIMEOUT_LABEL, STOP_SIGNAL_LABEL
 from ..registrator.instances import APP_LABEL, PORT_LABEL, VERSION_LABEL
+from ..registrator.readiness import HTTP_CHECK_LABEL, HttpCheck
 from .spec import AppSpec, Health, SpecError, duration_text, parse_spec
 
 # The service label holding the spec the version was created from (AppSpec.to_dict(), no registry_auth),
@@ -86,7 +88,31 @@ def container_labels(spec: AppSpec) -> dict:
         labels[PORT_LABEL] = str(spec.container_port)
     labels[DRAIN_TIMEOUT_LABEL] = duration_text(spec.upgrade.drain_timeout_ms)
     labels[STOP_SIGNAL_LABEL] = DEFAULT_STOP_SIGNAL
+    check = http_check(spec)
+    if check is not None:
+        labels[HTTP_CHECK_LABEL] = check.label()
     return labels
+
+
+def http_check(spec: AppSpec) -> HttpCheck | None:
+    """The app's HTTP check as the routers' HAProxy sends it, for the registrator to pass before it registers.
+
+    HAProxy 2.6 sends a new server requests before its first check, so the
+    registrator sends the same GET first (docs/registrator.md, "Readiness
+    before traffic"). The Host is the template's (roles/haproxy): the first
+    host, else the app's name.
+    """
+    health = spec.health
+    if health is None or health.path is None:
+        return None
+    return HttpCheck(
+        path=health.path,
+        expect_status=health.expect_status,
+        host=spec.hosts[0] if spec.hosts else spec.name,
+        interval_ms=health.interval_ms,
+        timeout_ms=health.timeout_ms,
+        body_contains=health.body_contains,
+    )
 
 
 def service_labels(spec: AppSpec) -> dict:
@@ -207,6 +233,18 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Node:
+    """A Swarm node as placement sees it: state (ready, down...), availability (active, pause, drain), and the
+    labels the node's `node.labels.*` constraints read (its Swarm labels, not its engine's)."""
+
+    id: str
+    hostname: str
+    state: str
+    availability: str
+    labels: dict
+
+
+@dataclass(frozen=True)
 class VersionService:
     """A version's service: its spec as read back from SPEC_LABEL (None when the label is missing or unreadable).
 
@@ -280,6 +318,22 @@ class SwarmClient:
             return self.client.inspect_service(name)
         except docker.errors.NotFound:
             return None
+
+    def nodes(self) -> list:
+        """Every node of the Swarm, sorted by hostname."""
+        with self._asking(f"swarm at {self.base_url}", "list nodes"):
+            raw_nodes = self.client.nodes()
+        found = [
+            Node(
+                id=raw["ID"],
+                hostname=(raw.get("Description") or {}).get("Hostname") or "",
+                state=(raw.get("Status") or {}).get("State", ""),
+                availability=(raw.get("Spec") or {}).get("Availability", ""),
+                labels=dict((raw.get("Spec") or {}).get("Labels") or {}),
+            )
+            for raw in raw_nodes
+        ]
+        return sorted(found, key=lambda node: (node.hostname, node.id))
 
     def versions(self, app: str) -> list:
         """Every version service of the app, with its tasks, sorted by name."""

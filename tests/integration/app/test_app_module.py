@@ -77,6 +77,8 @@ def test_check_mode_plans_then_a_deployment_converges_and_a_rerun_changes_nothin
     planned = run(app, check_mode=True, **web(image))
     assert planned["changed"] is True and services(swarm_node) == {}, "check mode creates nothing"
     assert [step["action"] for step in planned["plan"]["steps"]][:2] == ["route", "create"]
+    start = next(step for step in planned["plan"]["steps"] if step["action"] == "start")
+    assert start["nodes"] == ["swarm-node"], "the one node of the Swarm is where instances may start"
 
     deployed = run(app, **web(image))
     assert deployed.get("changed") is True, deployed
@@ -89,7 +91,10 @@ def test_check_mode_plans_then_a_deployment_converges_and_a_rerun_changes_nothin
     scaled = run(app, check_mode=True, diff=True, **web(image, instances=3))
     assert scaled["changed"] is True and services(swarm_node) == written
     assert scaled["diff"]["before"]["instances"] == 2 and scaled["diff"]["after"]["instances"] == 3
-    assert [step["action"] for step in scaled["plan"]["steps"]] == ["start", "wait"]
+    assert [(step["action"], step["nodes"]) for step in scaled["plan"]["steps"]] == [
+        ("start", ["swarm-node"]),
+        ("wait", ["swarm-node"]),
+    ]
 
     info = run(app_info, name="web")
     (entry,) = info["apps"]

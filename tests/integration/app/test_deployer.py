@@ -6,9 +6,10 @@ previous test left it there): a first deployment, a scale up and down, a roll
 v1 -> v2 during which another deployment is refused and the registered
 instances never drop below the minimum, a v3 whose health check never passes
 and is rolled back, an unchanged rerun that touches nothing, a route-only
-change, and a rollback_to. Two more apps: `cart`, deployed with the routers
-checked (the router is a stand-in writing its report into Consul) and then
-removed, and `ghost`, whose first deployment fails and leaves nothing behind.
+change, a rollback_to, and (last) a restart that replaces every container. Two
+more apps: `cart`, deployed with the routers checked (the router is a stand-in
+writing its report into Consul) and then removed, and `ghost`, whose first
+deployment fails and leaves nothing behind.
 """
 
 import threading
@@ -340,3 +341,29 @@ def test_a_first_deployment_that_fails_is_removed_with_its_route(deployer, consu
     entry = Ledger(deployer.session).history("ghost")[0]
     assert (entry.outcome, entry.rolled_back_to) == ("failed", None)
     assert [step["name"].split()[0] for step in entry.steps] == ["route", "create", "start", "wait", "route", "remove"]
+
+
+def test_a_restart_rolls_every_instance_to_a_fresh_container_and_a_rerun_of_present_changes_nothing(
+    deployer, consul, prefix
+):
+    deployer.apply(shop())
+    before = serving(deployer, shop().version_id)
+
+    planned = deployer.plan(shop(), state="restarted")
+    assert planned.diff["changed"] == ["restart"] and planned.diff["after"] == {"restart": 1}
+    start = next(step for step in planned.steps if step["action"] == "start")
+    assert start["nodes"] == ["swarm-node"]
+    result = deployer.apply(shop(), state="restarted", who="tester")
+
+    assert changes(result) == [("create", 0), ("start", 2), ("drain", 2), ("remove", 0)]
+    (restarted,) = deployer.swarm.versions(APP)
+    assert restarted.version_id != shop().version_id and restarted.spec.restart == 1
+    after = serving(deployer, restarted.version_id)
+    assert len(after) == 2 and not set(after.values()) & set(before.values()), "a container was kept"
+    assert set(instances(consul, prefix)) == set(after)
+    entry = Ledger(deployer.session).history(APP)[0]
+    assert (entry.deployment, entry.version, entry.spec["restart"]) == (result.deployment, restarted.version_id, 1)
+
+    rerun = deployer.apply(shop())
+    assert (rerun.changed, rerun.deployment, rerun.steps) == (False, None, [])
+    assert serving(deployer, restarted.version_id) == after

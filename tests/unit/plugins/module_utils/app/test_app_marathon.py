@@ -43,7 +43,7 @@ def test_the_web_example_translates_completely():
     assert translation.spec.to_dict() == {
         "name": "shop",
         "image": "registry.lab:5000/storefront/shop:git-4f2a9c1",
-        "instances": 4,
+        "instances": 3,
         "cpus": 0.5,
         "mem": 256,
         "env": {"SHOP_CONFIG_PREFIX": "config/shop/", "SHOP_LOG_LEVEL": "info"},

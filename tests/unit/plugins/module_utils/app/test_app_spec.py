@@ -9,6 +9,7 @@ across option order and instance counts, moved by any change of image).
 
 import copy
 import hashlib
+import json
 import string
 
 import pytest
@@ -20,6 +21,7 @@ from ansible_collections.dockyard.platform.plugins.module_utils.app.spec import 
     parse_image,
     parse_spec,
 )
+from ansible_collections.dockyard.platform.plugins.module_utils.app.swarm import read_spec_label, service_labels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,6 +169,10 @@ def test_the_registry_password_is_in_no_repr_or_error():
         ({"stop_grace_period": "-1s"}, "stop_grace_period: expected a duration"),
         ({"registry_auth": {"username": "u"}}, "registry_auth.password: expected a non-empty password"),
         ({"replicas": 3}, "app spec: unknown key(s) replicas"),
+        ({"restart": -1}, "restart: expected a whole number 0-1000000, got -1"),
+        ({"restart": 1_000_001}, "restart: expected a whole number 0-1000000, got 1000001"),
+        ({"restart": True}, "restart: expected a whole number"),
+        ({"restart": "1"}, "restart: expected a whole number"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(changes, message):
@@ -226,6 +232,31 @@ def test_only_what_shapes_containers_moves_the_version_id():
         assert parse_spec(web(**changes)).version_id == base.version_id, changes
     for changes in new_version:
         assert parse_spec(web(**changes)).version_id != base.version_id, changes
+
+
+def test_generation_0_keeps_every_version_id_from_before_restart_generations():
+    # Computed before generations existed: an app deployed then must not roll when the module is upgraded.
+    assert parse_spec(WEB).version_id == "880ae69bc191"
+    assert parse_spec(web(restart=0)).version_id == "880ae69bc191"
+    assert AppSpec(name="mailer", image="mailer:1.0").version_id == "02fac01041bf"
+    assert "restart" not in parse_spec(WEB).to_dict()
+
+
+def test_a_restart_generation_is_a_new_version_and_round_trips_through_the_ledger_and_the_label():
+    restarted = parse_spec(web(restart=1))
+    assert restarted.restart == 1 and restarted.version_id != "880ae69bc191"
+    assert parse_spec(web(restart=2)).version_id != restarted.version_id
+    document = restarted.to_dict()
+    assert document["restart"] == 1
+    assert parse_spec(json.loads(json.dumps(document))) == restarted  # a ledger entry's spec
+    assert read_spec_label(service_labels(restarted)) == restarted
+
+
+def test_diff_of_a_restart_names_the_generation_and_rolls():
+    difference = parse_spec(WEB).diff(parse_spec(web(restart=1)))
+    assert difference.changed == ("restart",)
+    assert difference.before == {"restart": 0} and difference.after == {"restart": 1}
+    assert difference.rolls and not difference.scales
 
 
 def test_diff_of_equal_specs_is_unchanged():

@@ -2,7 +2,8 @@
 
 Which tasks serve, the fleet the rollout arithmetic reads, which old versions
 give up instances, what counts as a failure, the spec deployed now, which
-entry a rollback restores, the route a spec asks for, and check mode's steps.
+entry a rollback restores, the route a spec asks for, the restart generation a
+deployment wants, the nodes check mode's steps name, and those steps.
 """
 
 import json
@@ -13,6 +14,7 @@ from ansible_collections.dockyard.platform.plugins.module_utils.app.deployer imp
     StepRecord,
     converged,
     deployed_spec,
+    eligible_nodes,
     failure_reason,
     fleet_of,
     old_drains,
@@ -21,13 +23,15 @@ from ansible_collections.dockyard.platform.plugins.module_utils.app.deployer imp
     registered_instances,
     rollback_entry,
     route_document,
+    running_nodes,
     still_registered,
     task_failures,
     task_ready,
+    wanted_spec,
 )
 from ansible_collections.dockyard.platform.plugins.module_utils.app.ledger import Entry
 from ansible_collections.dockyard.platform.plugins.module_utils.app.spec import parse_spec
-from ansible_collections.dockyard.platform.plugins.module_utils.app.swarm import Task, VersionService
+from ansible_collections.dockyard.platform.plugins.module_utils.app.swarm import Node, Task, VersionService
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,8 +42,12 @@ def spec(image="lab/shop:1", instances=2, **options):
     return parse_spec({"name": "shop", "image": image, "instances": instances, "container_port": 8080, **options})
 
 
-def task(task_id, state="running", desired="running", health=None, error=None):
-    return Task(task_id, 1, "n1", "node-1", desired, state, error, f"c-{task_id}", health)
+def task(task_id, state="running", desired="running", health=None, error=None, node="node-1"):
+    return Task(task_id, 1, f"id-{node}", node, desired, state, error, f"c-{task_id}", health)
+
+
+def node(hostname, state="ready", availability="active", **labels):
+    return Node(f"id-{hostname}", hostname, state, availability, labels)
 
 
 def version(app_spec, replicas, *tasks):
@@ -56,6 +64,7 @@ def instance_kv(*tasks, app="shop", node="node-1"):
 
 
 V1, V2 = spec(), spec(image="lab/shop:2")
+NODES = [node("node-1"), node("node-2")]
 
 
 # -- which tasks serve ------------------------------------------------------------------
@@ -215,23 +224,93 @@ def test_the_route_holds_hosts_port_and_http_check_and_keeps_the_route_modules_o
 # -- plan and steps ---------------------------------------------------------------------
 def test_check_modes_plan_for_a_roll_creates_starts_waits_drains_and_removes():
     versions = [version(V1, 2, task("a"), task("b"))]
-    steps = plan_steps(versions, V2, frozenset({"a", "b"}), route_changes=True)
-    assert [(step["action"], step["count"], step["version"]) for step in steps] == [
-        ("route", 0, V2.version_id),
-        ("create", 0, V2.version_id),
-        ("start", 2, V2.version_id),
-        ("wait", 2, V2.version_id),
-        ("drain", 2, V1.version_id),
-        ("remove", 0, V1.version_id),
+    steps = plan_steps(versions, V2, frozenset({"a", "b"}), route_changes=True, nodes=NODES)
+    assert [(step["action"], step["count"], step["version"], step["nodes"]) for step in steps] == [
+        ("route", 0, V2.version_id, []),
+        ("create", 0, V2.version_id, []),
+        ("start", 2, V2.version_id, ["node-1", "node-2"]),
+        ("wait", 2, V2.version_id, ["node-1", "node-2"]),
+        ("drain", 2, V1.version_id, ["node-1"]),
+        ("remove", 0, V1.version_id, ["node-1"]),
     ]
 
 
 def test_check_modes_plan_for_a_scale_touches_only_the_current_version():
     versions = [version(V1, 2, task("a"), task("b"))]
-    steps = plan_steps(versions, spec(instances=4), frozenset({"a", "b"}), route_changes=False)
+    steps = plan_steps(versions, spec(instances=4), frozenset({"a", "b"}), route_changes=False, nodes=NODES)
     assert [(step["action"], step["count"]) for step in steps] == [("start", 2), ("wait", 2)]
-    steps = plan_steps(versions, spec(instances=1), frozenset({"a", "b"}), route_changes=False)
+    steps = plan_steps(versions, spec(instances=1), frozenset({"a", "b"}), route_changes=False, nodes=NODES)
     assert [(step["action"], step["count"]) for step in steps] == [("drain", 1)]
+
+
+def test_check_modes_plan_for_a_restart_rolls_the_same_options_to_a_new_generation():
+    versions = [version(V1, 2, task("a"), task("b", node="node-2"))]
+    restarted = wanted_spec(spec(), "restarted", versions, V1)
+    assert restarted.restart == 1 and restarted.version_id != V1.version_id
+    assert V1.diff(restarted).changed == ("restart",)
+    steps = plan_steps(versions, restarted, frozenset({"a", "b"}), route_changes=False, nodes=NODES)
+    assert [(step["action"], step["count"], step["version"], step["nodes"]) for step in steps] == [
+        ("create", 0, restarted.version_id, []),
+        ("start", 2, restarted.version_id, ["node-1", "node-2"]),
+        ("wait", 2, restarted.version_id, ["node-1", "node-2"]),
+        ("drain", 2, V1.version_id, ["node-1", "node-2"]),
+        ("remove", 0, V1.version_id, ["node-1", "node-2"]),
+    ]
+
+
+# -- the restart generation ---------------------------------------------------------------
+def test_present_keeps_the_deployed_generation_and_restarted_takes_the_next():
+    second = spec(restart=2)
+    versions = [version(second, 2, task("a"))]
+    assert wanted_spec(spec(), "present", versions, second) == second
+    assert wanted_spec(spec(instances=3), "present", versions, second) == spec(instances=3, restart=2)
+    assert wanted_spec(spec(image="lab/shop:2"), "present", versions, second).restart == 2
+    assert wanted_spec(spec(), "restarted", versions, second) == spec(restart=3)
+    # Read from the service's label when the ledger does not know the version that runs.
+    assert wanted_spec(spec(), "restarted", versions, None) == spec(restart=3)
+
+
+def test_an_app_with_no_service_starts_at_generation_0_and_one_scaled_to_none_keeps_its_own():
+    gone = spec(restart=4)
+    assert wanted_spec(spec(restart=7), "restarted", [], gone).restart == 0
+    assert wanted_spec(spec(), "present", [], None).restart == 0
+    idle = spec(instances=0, restart=4)
+    assert wanted_spec(spec(instances=0), "present", [version(idle, 0)], idle) == idle
+
+
+# -- the nodes a plan names -----------------------------------------------------------------
+def test_eligible_nodes_are_ready_active_and_meet_the_constraints_as_swarm_reads_them():
+    nodes = [
+        node("n1", zone="eu-1", disk="ssd"),
+        node("n2", zone="EU-1"),  # Swarm compares values regardless of case
+        node("n3", zone="eu-2"),
+        node("n4", "down", zone="eu-1"),
+        node("n5", availability="drain", zone="eu-1"),
+        node("n6", availability="pause", zone="eu-1"),
+    ]
+    assert eligible_nodes(nodes, spec()) == ["n1", "n2", "n3"]
+    assert eligible_nodes(nodes, spec(constraints=["node.labels.zone==eu-1"])) == ["n1", "n2"]
+    # A node without the label qualifies for != and not for ==.
+    assert eligible_nodes(nodes, spec(constraints=["node.labels.disk!=ssd"])) == ["n2", "n3"]
+    assert eligible_nodes(nodes, spec(constraints=["node.labels.disk==ssd"])) == ["n1"]
+    assert eligible_nodes(nodes, spec(constraints=["node.hostname!=n1", "node.labels.zone==eu-1"])) == ["n2"]
+    assert eligible_nodes(nodes, spec(constraints=["node.hostname==N3"])) == ["n3"]
+
+
+def test_nodes_at_max_per_node_for_the_version_are_not_eligible_and_other_versions_do_not_count():
+    nodes = [node("n1"), node("n2"), node("n3")]
+    one_each = spec(constraints=["max_per_node=1"])
+    running = version(one_each, 3, task("a", node="n1"), task("b", node="n2"), task("c", desired="shutdown", node="n3"))
+    assert eligible_nodes(nodes, one_each, running) == ["n3"]
+    assert eligible_nodes(nodes, spec(constraints=["max_per_node=2"]), running) == ["n1", "n2", "n3"]
+    assert eligible_nodes(nodes, one_each, None) == ["n1", "n2", "n3"]
+
+
+def test_a_drain_names_the_nodes_the_versions_instances_run_on_now():
+    running = version(V1, 3, task("a", node="n2"), task("b", node="n1"), task("c", node="n2"))
+    stopping = version(V1, 1, task("d", desired="shutdown", node="n3"), task("e", state="starting", node="n4"))
+    assert running_nodes(running) == ["n1", "n2"]
+    assert running_nodes(stopping) == []
 
 
 def test_converged_means_one_service_of_the_wanted_version_with_the_wanted_count():
@@ -264,7 +343,7 @@ def test_a_planned_roll_ends_with_the_wanted_count_and_never_drains_below_the_mi
     })  # fmt: skip
     versions = [version(V1, old, *(task(f"t{index}") for index in range(old)))]
     ready = frozenset(f"t{index}" for index in range(old))
-    steps = plan_steps(versions, wanted, ready, route_changes=False)
+    steps = plan_steps(versions, wanted, ready, route_changes=False, nodes=NODES)
     minimum, _capacity = rollout.Strategy(minimum_share, over_share).bounds(instances)
     serving_old, serving_new = old, 0
     for step in steps:

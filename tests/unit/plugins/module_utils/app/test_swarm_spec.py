@@ -14,10 +14,12 @@ from ansible_collections.dockyard.platform.plugins.module_utils.app.swarm import
     SPEC_LABEL,
     SwarmClient,
     SwarmError,
+    container_labels,
     read_spec_label,
     service_name,
     service_spec,
 )
+from ansible_collections.dockyard.platform.plugins.module_utils.registrator.readiness import parse_http_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,7 +86,39 @@ def test_the_containers_carry_what_the_registrator_reads_beside_the_apps_own_lab
         "org.dockyard.port": "8080",
         "org.dockyard.drain_timeout": "45s",
         "org.dockyard.stop_signal": "SIGTERM",
+        # HAProxy's check, for the registrator to pass before it registers an instance.
+        "org.dockyard.http_check": '{"expect_status":200,"host":"shop.example.com","interval_ms":2000,'
+        '"path":"/healthz","timeout_ms":2000}',
     }
+
+
+def test_the_http_check_label_is_what_haproxy_sends_and_what_the_registrator_reads():
+    spec = spec_of(
+        hosts=["api.example.com", "shop.example.com"],
+        health={"path": "/ready?deep=1", "expect_status": 204, "body_contains": "up", "timeout": "750ms"},
+    )
+    raw = container_labels(spec)["org.dockyard.http_check"]
+    assert json.loads(raw) == {
+        "path": "/ready?deep=1",
+        "expect_status": 204,
+        "body_contains": "up",
+        "host": "api.example.com",
+        "interval_ms": 5000,
+        "timeout_ms": 750,
+    }
+    # Compact, sorted, and read back as it was written.
+    assert raw == json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+    assert parse_http_check(raw).label() == raw
+
+
+def test_an_app_without_hosts_is_checked_with_its_name_as_the_host():
+    spec = spec_of(name="Shop_EU", hosts=[])
+    assert parse_http_check(container_labels(spec)["org.dockyard.http_check"]).host == "Shop_EU"
+
+
+def test_a_command_check_or_none_gives_no_http_check_label():
+    for health in ({"command": "test -f /www/index.html"}, None):
+        assert "org.dockyard.http_check" not in container_labels(spec_of(health=health))
 
 
 def test_an_app_without_a_port_has_no_port_label_and_publishes_nothing():
