@@ -28,7 +28,8 @@ if [ -d /run/systemd/system ]; then
 else
     # No systemd here (a CI sandbox): run the daemon in the background.
     mkdir -p /var/log/dockyard
-    nohup dockerd >/var/log/dockyard/dockerd.log 2>&1 &
+    # In a session of its own: the engine outlives the make (or shell) that started it.
+    setsid --fork dockerd >/var/log/dockyard/dockerd.log 2>&1 </dev/null
 fi
 
 for _ in $(seq 1 60); do

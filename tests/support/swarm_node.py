@@ -165,6 +165,22 @@ class SwarmNode:
         )
         return "localhost:5000"
 
+    def remove_services(self) -> None:
+        """Removes every service, and waits until their containers are gone."""
+        services = self.exec("docker", "service", "ls", "--quiet").stdout.split()
+        if services:
+            self.exec("docker", "service", "rm", *services)
+        wait_for(
+            lambda: (
+                not self.exec(
+                    "docker", "ps", "--all", "--quiet", "--filter", "label=com.docker.swarm.service.id"
+                ).stdout.strip()
+            ),
+            timeout=60,
+            interval=0.5,
+            what=f"the service containers in {self.name} to go",
+        )
+
     def engine_log(self) -> str:
         result = self.exec("journalctl", "--unit", "docker", "--no-pager", "--lines", "60", check=False)
         return result.stdout + result.stderr

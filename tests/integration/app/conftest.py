@@ -53,14 +53,21 @@ def sessions(zookeeper, chroot):
         session.close()
 
 
-@pytest.fixture(scope="module")
-def swarm_node():
-    """A lab host running a one-node Swarm, shared by a test module (about 10 s to start); removed afterwards."""
+@pytest.fixture(scope="session")
+def swarm_host():
+    """A lab host running a one-node Swarm, started once for every app test (about 25 s); removed afterwards."""
     if not engine_answers():
         pytest.skip("no Docker engine answers; run `make engine`")
     node = SwarmNode().start()
     yield node
     node.stop()
+
+
+@pytest.fixture(scope="module")
+def swarm_node(swarm_host):
+    """The shared Swarm, left without services by each test module that used it."""
+    yield swarm_host
+    swarm_host.remove_services()
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,16 @@ gossip encryption and TLS, and secrets that are created only once."""
 
 import json
 
-from coordination_lib import MEMBERS, TLS, consul_api, consul_store, consul_token, management_token
+from cluster import CONSUL_STORE, NODES, TLS, consul_api, consul_token, management_token
 
-testinfra_hosts = ["node1"]
+testinfra_hosts = ["manager1"]
 
 
 def test_leader_and_three_voters(host):
     status, body = consul_api(host, "operator/raft/configuration", management_token())
     assert status == 200, body
     servers = json.loads(body)["Servers"]
-    assert sorted(server["Node"] for server in servers if server["Voter"]) == MEMBERS
+    assert sorted(server["Node"] for server in servers if server["Voter"]) == sorted(NODES)
     assert len([server for server in servers if server["Leader"]]) == 1
 
 
@@ -34,12 +34,12 @@ def test_requests_without_a_token_are_denied(host):
 
 
 def test_deployer_cannot_write_instances(host):
-    status, _body = consul_api(host, "kv/dockyard/instances/app/node1/task", consul_token("deployer"), "PUT", "x")
+    status, _body = consul_api(host, "kv/dockyard/instances/app/manager1/task", consul_token("deployer"), "PUT", "x")
     assert status == 403
 
 
 def test_keyring_holds_the_one_stored_gossip_key(host):
-    key = (consul_store() / "gossip.key").read_text().strip()
+    key = (CONSUL_STORE / "gossip.key").read_text().strip()
     env = (
         "CONSUL_HTTP_ADDR=https://127.0.0.1:8501 CONSUL_CACERT=/etc/consul.d/tls/ca.pem "
         "CONSUL_CLIENT_CERT=/etc/consul.d/tls/agent.pem CONSUL_CLIENT_KEY=/etc/consul.d/tls/agent-key.pem "
@@ -53,13 +53,13 @@ def test_keyring_holds_the_one_stored_gossip_key(host):
 
 
 def test_https_rejects_a_client_that_does_not_trust_the_ca(host):
-    untrusting = host.run("curl --silent --show-error https://node2:8501/v1/status/leader")
+    untrusting = host.run("curl --silent --show-error https://agent1:8501/v1/status/leader")
     assert untrusting.rc == 60, untrusting.stderr  # peer certificate cannot be authenticated
     no_client_cert = host.run(
-        "curl --silent --show-error --cacert /etc/consul.d/tls/ca.pem https://node2:8501/v1/status/leader"
+        "curl --silent --show-error --cacert /etc/consul.d/tls/ca.pem https://agent1:8501/v1/status/leader"
     )
     assert no_client_cert.rc != 0
-    trusted = host.run(f"curl --silent --show-error {TLS} https://node2:8501/v1/status/leader")
+    trusted = host.run(f"curl --silent --show-error {TLS} https://agent1:8501/v1/status/leader")
     assert trusted.rc == 0 and ":8300" in trusted.stdout
 
 

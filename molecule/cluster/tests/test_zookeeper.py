@@ -4,10 +4,10 @@ lost member, and a chroot only the deployer identity may use."""
 import json
 import shlex
 
-from coordination_lib import MEMBERS, four_letter_word, lab_host, store, zk_mode
+from cluster import NODES, SECRETS, four_letter_word, lab_host, zk_mode
 from support.waiting import wait_for
 
-testinfra_hosts = ["node1"]
+testinfra_hosts = ["manager1"]
 
 KAZOO = """
 import json, sys
@@ -33,31 +33,31 @@ finally:
 
 
 def kazoo(host, action: str, servers: str, authenticated: bool = True) -> str:
-    password = (store() / "zookeeper" / "zookeeper-deployer.password").read_text().strip()
+    password = (SECRETS / "zookeeper" / "zookeeper-deployer.password").read_text().strip()
     creds = json.dumps({"user": "deployer", "password": password}) if authenticated else "{}"
     command = f"python3 -c {shlex.quote(KAZOO)} {shlex.quote(creds)} {action} {servers}"
     return host.check_output(command)
 
 
 def test_one_leader_and_two_followers(host):
-    modes = sorted(zk_mode(host, member) for member in MEMBERS)
+    modes = sorted(zk_mode(host, member) for member in NODES)
     assert modes == ["follower", "follower", "leader"]
-    assert "zk_server_state\tleader" in "".join(four_letter_word(host, m, "mntr") for m in MEMBERS)
+    assert "zk_server_state\tleader" in "".join(four_letter_word(host, m, "mntr") for m in NODES)
 
 
 def test_four_letter_words_are_limited_to_health_checks(host):
-    assert four_letter_word(host, "node2", "ruok") == "imok"
-    assert "is not in the whitelist" in four_letter_word(host, "node2", "conf")
+    assert four_letter_word(host, "agent1", "ruok") == "imok"
+    assert "is not in the whitelist" in four_letter_word(host, "agent1", "conf")
 
 
 def test_chroot_is_for_the_deployer_only(host):
-    assert kazoo(host, "read", "node1:2181", authenticated=False) == "denied"
-    assert kazoo(host, "read", "node1:2181") == "allowed"
+    assert kazoo(host, "read", "manager1:2181", authenticated=False) == "denied"
+    assert kazoo(host, "read", "manager1:2181") == "allowed"
 
 
 def test_losing_one_member_leaves_a_serving_quorum(host):
-    leader = next(member for member in MEMBERS if zk_mode(host, member) == "leader")
-    survivors = [member for member in MEMBERS if member != leader]
+    leader = next(member for member in NODES if zk_mode(host, member) == "leader")
+    survivors = [member for member in NODES if member != leader]
     stopped = lab_host(leader)
     stopped.check_output("systemctl stop zookeeper")
     try:
@@ -81,4 +81,4 @@ def test_losing_one_member_leaves_a_serving_quorum(host):
         f"{leader} back as a follower",
         detail=lambda: f"{leader} is {zk_mode(host, leader)}",
     )
-    assert sorted(zk_mode(host, m) for m in MEMBERS) == ["follower", "follower", "leader"]
+    assert sorted(zk_mode(host, m) for m in NODES) == ["follower", "follower", "leader"]

@@ -12,60 +12,24 @@ import csv
 import http.client
 import io
 import json
-import os
 import shlex
-import subprocess
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from busybox_image import busybox_image
+from cluster import CONSUL_CURL, NODES, TOKENS, node_address, node_exec
 from support.waiting import wait_for
 
 testinfra_hosts = ["manager1"]
 
-NODES = ("manager1", "agent1", "agent2")
-LAB = "dockyard-molecule-routing"
 IMAGE = "lab/routing-app:1"
 APP = "web"
 VHOST = "web.dockyard.test"
 SERVICE_PORT = 10080
 MANAGEMENT_PORT = 8404
 SESSION_TTL = 20  # registrator_session_ttl's default, in seconds
-# The environment is named after Molecule's inventory directory (dockyard_environment's default).
-TOKENS = (
-    Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
-    / "secrets"
-    / Path(os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent/inventory")).parent.name
-    / "consul"
-    / "consul-dc1"
-    / "tokens"
-)
-CONSUL_CURL = (
-    "curl --silent --show-error --fail --cacert /etc/consul.d/tls/ca.pem "
-    "--cert /etc/consul.d/tls/agent.pem --key /etc/consul.d/tls/agent-key.pem"
-)
-
-
-def container(name):
-    return f"{LAB}-{name}"
-
-
-def node_address(name):
-    return subprocess.run(
-        ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container(name)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def node_exec(name, command, check=True):
-    return subprocess.run(
-        ["docker", "exec", container(name), "sh", "-c", command], check=check, capture_output=True, text=True
-    )
 
 
 def put_key(host, key, value):
