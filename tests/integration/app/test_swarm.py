@@ -22,7 +22,7 @@ from ansible_collections.dockyard.platform.plugins.module_utils.app.swarm import
 )
 from support.waiting import wait_for
 
-IMAGE = "lab/web:1"
+IMAGE = "lab/swarm-test:1"  # a name of its own: the test modules share one Swarm and its images
 INDEX = "served by the swarm test"
 HTTPD = ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]
 # Short windows: a stop takes drain + grace, and the app (busybox httpd) ignores SIGURG.
