@@ -28,20 +28,20 @@ def test_empty_consul_server_group_fails_naming_the_hosts(tmp_path):
     run = play_role("consul", tmp_path, variables={"consul_server_group": "nobody"})
     run.assert_refused(
         "the server group 'nobody' (consul_server_group) is empty",
-        "manager1, agent1, agent2 would have no server to join",
+        "agent1, agent2, manager1 would have no server to join",
     )
     run.assert_changed_nothing()
 
 
 def test_empty_zookeeper_group_fails_naming_the_hosts(tmp_path):
     run = play_role("zookeeper", tmp_path, variables={"zookeeper_group": "nobody"})
-    run.assert_refused("the group 'nobody' (zookeeper_group) is empty", "hosts in this play: manager1, agent1, agent2")
+    run.assert_refused("the group 'nobody' (zookeeper_group) is empty", "hosts in this play: agent1, agent2, manager1")
     run.assert_changed_nothing()
 
 
 def test_myid_collision_fails_naming_the_hosts(tmp_path):
     run = play_role("zookeeper", tmp_path, inventory="all:\n  hosts:\n    agent2:\n      zookeeper_myid: 1\n")
-    run.assert_refused("myid 1 is claimed by manager1 and agent2")
+    run.assert_refused("myid 1 is claimed by agent1 and agent2")
     run.assert_changed_nothing()
 
 
