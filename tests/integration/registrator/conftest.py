@@ -40,13 +40,13 @@ def image(docker_client):
 
 @pytest.fixture
 def containers(docker_client, image):
-    """Factory: run(labels, ...) starts `sleep infinity` with 8080 published; every one is removed afterwards."""
+    """Factory: run(labels, ...) starts command (`sleep infinity`) with 8080 published; all removed afterwards."""
     started = []
 
-    def run(labels=None, publish=True, healthcheck=None, **options):
+    def run(labels=None, publish=True, healthcheck=None, command=("sleep", "infinity"), **options):
         container = docker_client.containers.run(
             image,
-            ["sleep", "infinity"],
+            list(command),
             detach=True,
             name=f"{NAME_PREFIX}{uuid.uuid4().hex[:10]}",
             labels=labels or {},

@@ -3,14 +3,12 @@
 path never answers is never registered (nor one whose app hangs), while an unlabelled one beside it is within 2 s;
 a kill ends the probing."""
 
-import contextlib
 import json
 import threading
 import time
-import uuid
 
 import pytest
-from registrator_helpers import NAME_PREFIX, app_labels, task_of, wait_for
+from registrator_helpers import app_labels, task_of, wait_for
 
 docker = pytest.importorskip("docker")
 
@@ -48,26 +46,9 @@ def check_label(path: str = "/ready", **extra) -> dict:
 
 
 @pytest.fixture
-def app_tasks(docker_client, image):
+def app_tasks(containers):
     """Factory: run(labels) starts SERVER with 8080 published, as a Swarm task of the app would run."""
-    started = []
-
-    def run(labels):
-        container = docker_client.containers.run(
-            image,
-            ["python3", "-u", "-c", SERVER],
-            detach=True,
-            name=f"{NAME_PREFIX}{uuid.uuid4().hex[:10]}",
-            labels=labels,
-            ports={"8080/tcp": None},
-        )
-        started.append(container)
-        return container
-
-    yield run
-    for container in started:
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+    return lambda labels: containers(labels=labels, command=("python3", "-u", "-c", SERVER))
 
 
 class FirstSeen:
