@@ -139,7 +139,7 @@ class Prober:
 
 def probe_round(daemon):
     """Starts the due probes and hands their answers to the loop, as run() does."""
-    for _ in range(daemon.start_due_probes()):
+    for _probe in range(daemon.start_due_probes()):
         kind, payload = daemon.queue.get(timeout=5)
         assert kind == "probe"
         daemon.probe_answered(*payload)
