@@ -9,6 +9,7 @@ back, check mode, memory, the Marathon examples, removal.
 
 import json
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -139,7 +140,7 @@ def consul_kv(host) -> list:
 
 def zookeeper_tree() -> dict:
     password = (SECRETS / "zookeeper" / "zookeeper-deployer.password").read_text().strip()
-    dumped = node_exec("manager1", f"python3 -c '{ZOOKEEPER_DUMP}'", stdin=password).stdout
+    dumped = node_exec("manager1", f"python3 -c {shlex.quote(ZOOKEEPER_DUMP)}", stdin=password).stdout
     return json.loads(dumped)
 
 
