@@ -491,7 +491,7 @@ class Registrator:
         except DockerError as error:
             logs.event(logging.WARNING, "resync failed", error=error)
             return False
-        desired, owners, running_ids, awaiting = {}, {}, set(), set()
+        desired, owners, running_ids, unproven = {}, {}, set(), {}
         for attrs in running:
             container_id = attrs.get("Id", "")
             running_ids.add(container_id)
@@ -501,16 +501,13 @@ class Registrator:
             if found is None:
                 continue
             instance, check = found
-            if check is not None and container_id not in self.ready:
-                awaiting.add(container_id)
-                self._await(container_id, attrs, instance, check)
-                continue
             key = instance.key(self.config.kv_prefix)
+            if check is not None and container_id not in self.ready:
+                unproven[container_id] = (key, attrs, instance, check)
+                continue
             desired[key], owners[key] = instance, container_id
         self.stopping &= running_ids
         self.ready &= running_ids
-        # Gone, stopping or no longer healthy, with the events that said so missed: no longer probed.
-        self.waiting.keep_only(awaiting)
         gone = self.drains.keep_only(running_ids)  # their die events fell while the engine or the stream was away
         for entry in gone:
             logs.event(logging.INFO, "drain ended: the container is gone", container=entry.name)
@@ -525,6 +522,19 @@ class Registrator:
         except ConsulError as error:
             logs.event(logging.WARNING, "resync failed", error=error)
             return False
+        awaiting = set()
+        for container_id, (key, attrs, instance, check) in unproven.items():
+            if key in current:
+                # Registered by this node before this daemon started, hence after a passing probe: kept as it
+                # is, so that a restarted registrator takes no serving instance out of the routers.
+                self.waiting.cancel(container_id)
+                self.ready.add(container_id)
+                desired[key], owners[key] = instance, container_id
+            else:
+                awaiting.add(container_id)
+                self._await(container_id, attrs, instance, check)
+        # Gone, stopping or no longer healthy, with the events that said so missed: no longer probed.
+        self.waiting.keep_only(awaiting)
         plan = instances.plan(desired, current, session)
         self.registered = {owners[key]: key for key in desired if key in current and key not in plan.puts}
         outcomes = []

@@ -529,6 +529,23 @@ def test_a_resync_puts_a_checked_container_on_the_wait_list_rather_than_in_consu
     assert PREFIX + "n1/web/c0001" in consul.kv
 
 
+def test_a_restarted_registrator_keeps_a_checked_instance_its_predecessor_registered(world, prober):
+    daemon, consul, docker = world
+    labels = docker.add("c0001", **CHECKED)
+    prober.passing.add(30001)
+    daemon.handle_event(event("start", "c0001", labels))
+    probe_round(daemon)
+    key = PREFIX + "n1/web/c0001"
+    assert key in consul.kv
+
+    again = registrator.Registrator(daemon.config, client=consul, docker_source=docker, event_source=docker)
+    again.session = "s1"
+    prober.passing.clear()  # were it probed now, it would not pass: it must not be asked
+    assert again.resync()
+    assert key in consul.kv, "a restart takes no serving instance out of the routers"
+    assert "c0001" not in again.waiting and again.start_due_probes() == 0
+
+
 @pytest.mark.parametrize("action", ["kill", "stop", "die"])
 def test_a_stop_cancels_the_probing_and_a_late_answer_registers_nothing(world, prober, action):
     daemon, consul, docker = world
