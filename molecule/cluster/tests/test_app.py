@@ -9,6 +9,7 @@ back, check mode, memory, the Marathon examples, removal.
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import threading
@@ -144,6 +145,21 @@ def zookeeper_tree() -> dict:
     return json.loads(dumped)
 
 
+def held_back(container_prefix: str) -> dict:
+    """{container: seconds} that each registrator kept a container out of Consul until its check first passed.
+
+    From the registrators' `ready` log lines (logfmt) on every node, for the containers whose names start so.
+    """
+    held = {}
+    for name in NODES:
+        log = node_exec(name, "journalctl --unit dockyard-registrator --no-pager --output cat").stdout
+        for line in log.splitlines():
+            fields = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line))
+            if fields.get("msg") == "ready" and fields.get("container", "").startswith(container_prefix):
+                held[fields["container"]] = float(fields["after"].rstrip("s"))
+    return held
+
+
 def answers(routers: list, rounds: int = 10) -> list:
     """The first word (the version) of rounds fresh GETs to each router; fails on anything but 200."""
     load = Load(routers, SERVICE_PORT)
@@ -231,6 +247,10 @@ def test_a_roll_under_load_fails_no_request_runs_no_post_twice_and_ends_on_v2(v1
     assert all(executed.get(request_id) == 1 for request_id in result.posts_acknowledged)
     assert set(after) == {"v2"}, "a request after the module returned was served by another version"
     assert rolled.apps()[APP]["serving"] == 3
+    # No 503 above means no request reached an instance before it was ready; what kept them out: each registrator
+    # registered v2's instances only once their check passed, about 5 s after they started.
+    held = held_back(f"{APP}--{rolled.apps()[APP]['version']}.")
+    assert len(held) >= 3 and min(held.values()) >= 3.5, held
 
 
 def test_a_version_that_never_gets_healthy_is_rolled_back_without_a_failed_request(v1, routers, workdir):

@@ -342,8 +342,8 @@ class SwarmClient:
             services = self.client.services(filters={"label": f"{APP_LABEL}={app}"})
         if not services:
             return []
-        with self._asking(subject, "list nodes"):
-            hostnames = {node["ID"]: node["Description"].get("Hostname") for node in self.client.nodes()}
+        hostnames = {node.id: node.hostname or None for node in self.nodes()}
+        with self._asking(subject, "read the engine's Swarm node"):
             local_node = self.client.info()["Swarm"].get("NodeID")
         found = []
         for service in sorted(services, key=lambda item: item["Spec"]["Name"]):
