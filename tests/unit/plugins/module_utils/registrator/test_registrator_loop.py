@@ -502,13 +502,18 @@ def test_a_checked_container_is_registered_only_once_a_probe_of_its_instance_pas
     assert len(ready) == 1 and ready[0].levelno == logging.INFO and ready[0].fields["probes"] == 2
 
 
-def test_a_registered_container_is_not_probed_again(world, prober):
-    daemon, consul, docker = world
+def registered_once_ready(daemon, docker, prober):
+    """A checked container started, passing its first probe: (its labels, its key)."""
     labels = docker.add("c0001", **CHECKED)
     prober.passing.add(30001)
     daemon.handle_event(event("start", "c0001", labels))
     probe_round(daemon)
-    key = PREFIX + "n1/web/c0001"
+    return labels, PREFIX + "n1/web/c0001"
+
+
+def test_a_registered_container_is_not_probed_again(world, prober):
+    daemon, consul, docker = world
+    labels, key = registered_once_ready(daemon, docker, prober)
     assert key in consul.kv and len(prober.sent) == 1
     consul.kv.clear()  # the session was invalidated: Consul deleted its keys
     daemon.resync()
@@ -531,11 +536,7 @@ def test_a_resync_puts_a_checked_container_on_the_wait_list_rather_than_in_consu
 
 def test_a_restarted_registrator_keeps_a_checked_instance_its_predecessor_registered(world, prober):
     daemon, consul, docker = world
-    labels = docker.add("c0001", **CHECKED)
-    prober.passing.add(30001)
-    daemon.handle_event(event("start", "c0001", labels))
-    probe_round(daemon)
-    key = PREFIX + "n1/web/c0001"
+    _labels, key = registered_once_ready(daemon, docker, prober)
     assert key in consul.kv
 
     again = registrator.Registrator(daemon.config, client=consul, docker_source=docker, event_source=docker)
