@@ -18,10 +18,20 @@ from support.waiting import wait_for
 MASTER_TOKEN = "00000000-0000-4000-8000-00000000beef"
 
 
+# Ports already handed out: the kernel may hand a just-closed port out again, and two
+# listeners of one test (HAProxy's management port, the renderer's status port) then collide.
+HANDED_OUT_PORTS: set = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on now and that this test process has not handed out before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in HANDED_OUT_PORTS:
+            HANDED_OUT_PORTS.add(port)
+            return port
 
 
 def consul_binary() -> str:

@@ -7,6 +7,7 @@ import urllib.request
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer import cli, status
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer import config as configuration
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer.runner import Runner, render_allowance
+from support.consul_agent import free_port
 
 
 def snapshot(age, busy_with=None, allowance=0.0):
@@ -88,12 +89,6 @@ def test_a_reload_moves_the_status_endpoint_and_keeps_it_when_the_new_port_is_ta
             assert (wanted.address, wanted.port) == ("127.0.0.1", second)  # the settings say what is in use
     finally:
         endpoint.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def answers(port: int) -> bool:
