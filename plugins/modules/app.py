@@ -153,6 +153,64 @@ options:
         description: Its password.
         type: str
         required: true
+  environment:
+    description:
+      - The environment (V(qa), V(staging), V(prod)...) whose configuration the app reads; C(deploy_app.yml) gives
+        the inventory's. The app's configuration folder is O(config_kv_prefix)C(<environment>/<name>/), or
+        O(config_kv_prefix)C(<name>/) without one.
+    type: str
+  config:
+    description:
+      - Configuration files rendered from Consul KV into every instance (see C(docs/app-config.md)). Every node's
+        registrator renders each template with a token made for the app, which reads only the app's folder, into
+        a directory mounted read-only on the destination's directory; a version's service is created only once
+        every node it may run on has rendered its files.
+      - A change of a key reaches running instances within seconds, as O(config[].on_change) says; a template
+        that fails, or a change that would drop more than O(config[].max_drop), keeps the last good file and is
+        reported by M(dockyard.platform.app_info). A change of a template is a new version, rolled as any other.
+      - Each destination's directory is mounted whole, holding only the rendered files; directories may not nest.
+    type: list
+    elements: dict
+    suboptions:
+      contents:
+        description: The template (consul-template's functions in Jinja2, as the renderer's); at most 64 KiB.
+        type: str
+        required: true
+      destination:
+        description: The file's absolute path inside the container, for example V(/etc/shop/shop.conf).
+        type: str
+        required: true
+      name:
+        description: The template's name in reports; the destination's file name when unset.
+        type: str
+      prefix:
+        description: The KV folder it reads, within the app's own folder (which is the default).
+        type: str
+      on_change:
+        description:
+          - V(signal) sends O(config[].signal) to every running instance (no restart); V(restart) replaces them
+            one at a time across the cluster, each drained first and the next only once its replacement serves.
+        type: str
+        choices: [signal, restart]
+        default: signal
+      signal:
+        description: The signal for V(signal).
+        type: str
+        default: SIGHUP
+      max_drop:
+        description: The largest share of the file's entries one change may remove (V(0.5) or V(50%)).
+        type: str
+  config_kv_prefix:
+    description:
+      - The root of the apps' configuration folders in Consul KV (the consul
+        role's C(consul_config_kv_prefix)).
+    type: str
+    default: config/
+  config_token:
+    description:
+      - A Consul token that may write ACLs (the consul role's C(app-config-issuer)); with it the module makes the
+        app's own configuration policy and token, and removes them with the app. Needed when O(config) is given.
+    type: str
   marathon_app:
     description:
       - A Marathon app definition (JSON text or a mapping), translated into the options above; those options may be
@@ -201,6 +259,23 @@ EXAMPLES = r"""
     health: {path: /healthz, interval: 2s}
     upgrade: {minimum_health_capacity: 1.0, maximum_over_capacity: 0.5, drain_timeout: 20s}
     zookeeper_hosts: zk1:2181,zk2:2181,zk3:2181
+
+- name: Deploy shop with its page rendered from config/prod/shop/ and reloaded (SIGHUP) when a key changes
+  dockyard.platform.app:
+    name: shop
+    image: registry.lab:5000/team/shop:git-4f2a9c1
+    instances: 3
+    container_port: 8080
+    environment: prod
+    config:
+      - destination: /etc/shop/shop.conf
+        contents: |
+          greeting = {{ key "config/prod/shop/greeting" }}
+          {% for pair in tree("config/prod/shop/features") %}{{ pair.key }} = {{ pair.value }}
+          {% endfor %}
+        max_drop: 50%
+    config_token: "{{ app_config_issuer_token }}"
+    zookeeper_hosts: zk1:2181
 
 - name: Deploy a Marathon app definition kept in the repository
   dockyard.platform.app:
@@ -266,13 +341,18 @@ from ansible_collections.dockyard.platform.plugins.module_utils._app import (
     CONNECTION_REQUIRED_TOGETHER,
     deployer_from_params,
 )
-from ansible_collections.dockyard.platform.plugins.module_utils._consul import ConfigError, ConsulError
+from ansible_collections.dockyard.platform.plugins.module_utils._consul import (
+    ConfigError,
+    ConsulError,
+    client_from_params,
+)
 from ansible_collections.dockyard.platform.plugins.module_utils._route import ROUTER_PORTS_ARGUMENT_SPEC
 from ansible_collections.dockyard.platform.plugins.module_utils.app.deployer import DeployError
 from ansible_collections.dockyard.platform.plugins.module_utils.app.ledger import LedgerError
 from ansible_collections.dockyard.platform.plugins.module_utils.app.marathon import translate
 from ansible_collections.dockyard.platform.plugins.module_utils.app.spec import OPTION_KEYS, SpecError, parse_spec
 from ansible_collections.dockyard.platform.plugins.module_utils.app.swarm import SwarmError
+from ansible_collections.dockyard.platform.plugins.module_utils.appconfig.tokens import AppTokens
 from ansible_collections.dockyard.platform.plugins.module_utils.daemon.config import duration
 
 
@@ -320,6 +400,22 @@ def argument_spec():
                 username=dict(type="str", required=True), password=dict(type="str", required=True, no_log=True)
             ),
         ),
+        environment=dict(type="str"),
+        config=dict(
+            type="list",
+            elements="dict",
+            options=dict(
+                contents=dict(type="str", required=True),
+                destination=dict(type="str", required=True),
+                name=dict(type="str"),
+                prefix=dict(type="str"),
+                on_change=dict(type="str", choices=["signal", "restart"], default="signal"),
+                signal=dict(type="str", default="SIGHUP"),
+                max_drop=dict(type="str"),
+            ),
+        ),
+        config_kv_prefix=dict(type="str", default="config/"),
+        config_token=dict(type="str", no_log=True),
         marathon_app=dict(type="raw"),
         marathon_strict=dict(type="bool", default=True),
         rollback=dict(type="bool", default=False),
@@ -368,6 +464,8 @@ class App:
             reserved_ports=tuple(params["reserved_ports"]),
             service_port_range=port_range,
         )
+        if params["config_token"]:
+            options["tokens"] = AppTokens(client_from_params({**params, "token": params["config_token"]}))
         with deployer_from_params(params, **options) as deployer:
             if params["rollback"] or params["rollback_to"]:
                 self.roll_back(deployer, lock_timeout, deadline)

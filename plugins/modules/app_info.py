@@ -80,6 +80,14 @@ apps:
       description: Each version service with its image, instances asked for (replicas) and serving.
       type: list
       elements: dict
+    config:
+      description:
+        - For each version with configuration and each node that renders it or runs its instances, what the
+          node's agent rendered. C(key_index) is the Consul index of the newest key it rendered from; C(errors)
+          names each template whose last render failed, by template, with the reason; the last good file stays.
+          C(instances) are the version's running tasks on that node, which read those files.
+      type: list
+      elements: dict
     history:
       description: The newest deployments, newest first (id, version, image, who, when, steps, outcome).
       type: list

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 
 from .._route import entries as route_entries
 from .._route import plan as route_plan
+from ..appconfig import layout
 from ..daemon.consul import ConsulError, kv_path
 from ..daemon.routing import RouteError, parse_instance, route_key
 from ..renderer.routes import backend_name
@@ -52,6 +53,9 @@ DEFAULT_MARGIN_SECONDS = 30.0
 DEFAULT_TASK_FAILURES = 3
 DEFAULT_DEADLINE_SECONDS = 1800.0
 FAILED_TASK_STATES = ("failed", "rejected")
+# How long every eligible node's agent has to render a new version's configuration (a Consul round trip and a
+# render each; it takes longer only when a node is down or a template fails, and then the deployment should stop).
+DEFAULT_CONFIG_WAIT_SECONDS = 60.0
 NOT_READY_HEALTH = ("starting", "unhealthy")
 
 
@@ -286,6 +290,15 @@ def route_document(spec: AppSpec, stored: dict | None) -> dict | None:
     return document
 
 
+def config_problem(node: str, status) -> str:
+    """Why a node has not rendered a version's configuration, for an error message."""
+    if status is None:
+        return f"{node} (no report from its agent)"
+    if status.errors:
+        return "{} ({})".format(node, "; ".join(f"{name}: {message}" for name, message in status.errors))
+    return f"{node} (not every file rendered yet)"
+
+
 def running_nodes(version) -> list:
     """The nodes that run the version's instances now, sorted: a drain stops some of them, and Swarm picks which."""
     running = (task for task in version.tasks if task.state == "running" and task.desired_state == "running")
@@ -343,11 +356,15 @@ def plan_steps(versions: list, wanted: AppSpec, ready_ids: frozenset, route_chan
 
     Each step names its nodes (nodes: the Swarm's, SwarmClient.nodes()):
     for a start or a wait, those eligible for the new version; for a drain or
-    a remove, those its instances run on now; none for a route or a create.
+    a remove, those its instances run on now; for a configure (the version's
+    configuration published, then rendered on every node), those eligible
+    too; none for a route or a create.
     """
     steps = [{"action": "route", "count": 0, "version": wanted.version_id}] if route_changes else []
     existing = {version.version_id for version in versions}
     if wanted.version_id not in existing:
+        if wanted.config:
+            steps.append({"action": "configure", "count": 0, "version": wanted.version_id})
         steps.append({"action": "create", "count": 0, "version": wanted.version_id})
     fleet = fleet_of(versions, wanted.version_id, ready_ids)
     counts = ready_counts(versions, ready_ids)
@@ -376,7 +393,7 @@ def plan_steps(versions: list, wanted: AppSpec, ready_ids: frozenset, route_chan
     def where(step: dict) -> list:
         if step["action"] in ("drain", "remove"):
             return running_nodes(by_version[step["version"]])
-        return eligible if step["action"] in ("start", "wait") else []
+        return eligible if step["action"] in ("start", "wait", "configure") else []
 
     return [{**step, "nodes": where(step)} for step in steps]
 
@@ -395,7 +412,7 @@ def converged(versions: list, wanted: AppSpec) -> bool:
 class StepRecord:
     """One step as the result reports it; the ledger keeps its name, duration and whether it succeeded."""
 
-    action: str  # route, create, start, drain, wait, remove, withdraw
+    action: str  # route, configure, create, start, drain, wait, remove, withdraw, revoke (the config token)
     count: int
     version: str
     started: str
@@ -459,6 +476,9 @@ class _Run:
 class Deployer:
     """Deploys apps with a Swarm manager, the platform's Consul and a ZooKeeper session (opened by the caller).
 
+    tokens (appconfig.tokens.AppTokens, on a client that may write ACLs) makes
+    and removes the token of each app with configuration; config_wait bounds
+    the wait for every node to render a new version's configuration.
     routers: None leaves the routers out of readiness (an instance serves once
     it is healthy and registered); a tuple of router node names makes the
     deployer wait, for apps with a route, until each started instance is UP
@@ -480,6 +500,8 @@ class Deployer:
         task_failure_limit: int = DEFAULT_TASK_FAILURES,
         poll: float = DEFAULT_POLL_SECONDS,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        tokens=None,
+        config_wait: float = DEFAULT_CONFIG_WAIT_SECONDS,
         clock=time.monotonic,
         wall=time.time,
         sleep=time.sleep,
@@ -495,6 +517,8 @@ class Deployer:
         self.margin = margin
         self.task_failure_limit = task_failure_limit
         self.poll = poll
+        self.tokens = tokens
+        self.config_wait = config_wait
         self.clock = clock
         self.wall = wall
         self.sleep = sleep
@@ -566,8 +590,35 @@ class Deployer:
             "desired": sum(version["replicas"] for version in summary),
             "serving": sum(version["serving"] for version in summary),
             "versions": summary,
+            "config": self.config_report(versions),
             "history": [entry.to_json() for entry in entries[:history]],
         }
+
+    def config_report(self, versions: list) -> list:
+        """Per version with configuration and per node: what the node's agent rendered (the Consul index of the
+        newest key it rendered, the templates in error, whose last good file stays) and the instances it serves."""
+        report = []
+        for version in versions:
+            if version.spec is None or not version.spec.config:
+                continue
+            statuses = self.config_statuses(version.name)
+            running = {}
+            for task in version.tasks:
+                if task.state == "running":
+                    running.setdefault(task.node or task.node_id, []).append(task.id)
+            for node in sorted(set(statuses) | set(running)):
+                status = statuses.get(node)
+                report.append(
+                    {
+                        "version": version.version_id,
+                        "node": node,
+                        "rendered": bool(status and status.rendered),
+                        "key_index": status.key_index if status else None,
+                        "errors": dict(status.errors) if status else {"agent": "no report from this node's agent"},
+                        "instances": sorted(running.get(node, [])),
+                    }
+                )
+        return report
 
     # -- planning -----------------------------------------------------------------------
     def plan(self, spec: AppSpec, state: str = "present", as_recorded: bool = False) -> Plan:
@@ -697,7 +748,60 @@ class Deployer:
 
     def _ensure_service(self, run: _Run, spec: AppSpec) -> None:
         if not any(version.version_id == spec.version_id for version in self.swarm.versions(spec.name)):
+            if spec.config:
+                self._step(run, "configure", 0, spec.version_id, lambda: self._configure(run, spec))
             self._step(run, "create", 0, spec.version_id, lambda: self.swarm.create(spec, 0))
+
+    # -- configuration ------------------------------------------------------------------
+    def _configure(self, run: _Run, spec: AppSpec) -> None:
+        """Publishes the version's configuration and waits until every node it may run on has rendered it.
+
+        Before its service exists: no instance starts before its files are
+        there. A failure withdraws the definition again and names each node
+        that did not render, with the templates' errors.
+        """
+        if self.tokens is None:
+            raise DeployError(f"app {spec.name}: config needs config_token (a Consul token that may write ACLs)")
+        secret, _created = self.tokens.ensure(spec.name, spec.environment, [t.prefix for t in spec.config])
+        key = layout.definition_key(self.prefix, spec.service_name)
+        definition = layout.Definition(spec.name, spec.service_name, secret, spec.config)
+        if self.consul.request("PUT", kv_path(key), body=definition.to_json()).json() is not True:
+            raise DeployError(f"app {spec.name}: Consul did not store the configuration at {key}")
+        nodes = eligible_nodes(self.swarm.nodes(), spec)
+        deadline = min(run.deadline, self.clock() + self.config_wait)
+        while True:
+            run.lock.check()
+            statuses = self.config_statuses(spec.service_name)
+            missing = [node for node in nodes if node not in statuses or not statuses[node].ready]
+            if not missing:
+                return
+            if self.clock() >= deadline:
+                self._delete_definition(spec.service_name)
+                raise DeployError(
+                    f"app {spec.name}: the configuration of version {spec.version_id} was not rendered on"
+                    f" {', '.join(config_problem(node, statuses.get(node)) for node in missing)}"
+                    f" within {self.config_wait:g}s; its definition was withdrawn"
+                )
+            self.sleep(self.poll)
+
+    def config_statuses(self, service: str) -> dict:
+        """{node: layout.Status} of one version service, as the nodes' agents published them (bad ones left out)."""
+        found = {}
+        for key, (value, _session) in self.consul.kv_recurse(f"{self.prefix}{layout.STATUSES}").items():
+            node, _slash, name = key[len(self.prefix + layout.STATUSES) :].partition("/")
+            if name != service:
+                continue
+            with contextlib.suppress(layout.LayoutError):
+                found[node] = layout.parse_status(value, node, service)
+        return found
+
+    def _delete_definition(self, service: str) -> None:
+        self.consul.request("DELETE", kv_path(layout.definition_key(self.prefix, service)))
+
+    def _remove_service(self, name: str) -> None:
+        """Removes a version's service, then its configuration (each node's agent deletes its files)."""
+        self.swarm.remove(name)
+        self._delete_definition(name)
 
     def _recover(self, run: _Run, spec: AppSpec, previous, last, reason: str, deadline: float) -> None:
         """Rolls back to previous after reason, then raises DeployError saying whether the rollback completed.
@@ -775,6 +879,8 @@ class Deployer:
             if route.changed:
                 self._step(run, "route", 0, "", lambda: self._write_route(route))
             self._wait_withdrawn(run, app, "")
+            if first is not None and first.config and self.tokens is not None:
+                self._step(run, "revoke", 0, "", lambda: self.tokens.remove(app, first.environment))
         except (SwarmError, ConsulError, LedgerError, DeployError) as error:
             with contextlib.suppress(LedgerError):
                 deployment.finish("failed", error=str(error))
@@ -788,7 +894,7 @@ class Deployer:
             if version.version_id != keep and only in (None, version.version_id):
                 name = version.name
                 self._step(
-                    run, "remove", version.replicas, version.version_id, lambda name=name: self.swarm.remove(name)
+                    run, "remove", version.replicas, version.version_id, lambda name=name: self._remove_service(name)
                 )
 
     # -- the loop -----------------------------------------------------------------------

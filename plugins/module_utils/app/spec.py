@@ -16,12 +16,14 @@ nested dict, are refused by name, so a typo is an error rather than a default.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass, field
 
+from ..appconfig import layout
 from ..daemon.config import ConfigError, duration
 from ..daemon.routing import (
     MAX_INTERVAL_MS,
@@ -33,6 +35,7 @@ from ..daemon.routing import (
     parse_path,
     parse_port,
 )
+from ..renderer.config import share
 
 OPTION_KEYS = (
     "name",
@@ -51,7 +54,12 @@ OPTION_KEYS = (
     "upgrade",
     "stop_grace_period",
     "registry_auth",
+    "environment",
+    "config",
+    "config_kv_prefix",
 )
+CONFIG_KEYS = ("name", "contents", "destination", "prefix", "on_change", "signal", "max_drop")
+DEFAULT_CONFIG_KV_PREFIX = "config/"
 HEALTH_KEYS = ("path", "expect_status", "body_contains", "command", "interval", "timeout", "grace_period", "failures")
 UPGRADE_KEYS = ("minimum_health_capacity", "maximum_over_capacity", "drain_timeout")
 REGISTRY_AUTH_KEYS = ("username", "password")
@@ -318,6 +326,10 @@ class AppSpec:
     stop_grace_period_ms: int = 10000
     # The restart generation: state=restarted raises it, so fresh containers of the same options are a new version.
     restart: int = 0
+    # The environment (qa, staging, prod) whose configuration the app reads: config/<environment>/<name>/.
+    environment: str | None = None
+    config: tuple = ()  # appconfig.layout.Template, each with its prefix resolved
+    config_kv_prefix: str = DEFAULT_CONFIG_KV_PREFIX
     # Kept out of comparisons, version and to_dict: a secret, and the containers do not carry it.
     registry_auth: RegistryAuth | None = field(default=None, repr=False, compare=False)
 
@@ -345,7 +357,20 @@ class AppSpec:
         }
         if self.restart:
             document["restart"] = self.restart
+        # Each only when used, so that the spec of an app without configuration reads as it did before.
+        if self.environment:
+            document["environment"] = self.environment
+        if self.config:
+            document["config"] = [template.to_dict() for template in self.config]
+            if self.config_kv_prefix != DEFAULT_CONFIG_KV_PREFIX:
+                document["config_kv_prefix"] = self.config_kv_prefix
         return document
+
+    @property
+    def config_root(self) -> str:
+        """The KV folder of this app's configuration; every template's prefix lies in it."""
+        scope = f"{self.environment}/" if self.environment else ""
+        return f"{self.config_kv_prefix}{scope}{self.name}/"
 
     def _container_shape(self) -> dict:
         """What the version id digests: everything a running container is made from.
@@ -363,7 +388,10 @@ class AppSpec:
         Out: instances (a scale of the same containers), hosts and service_port
         (the route, read by the routers, not the containers), the rest of
         upgrade (how a roll steps, not what it rolls to), and registry_auth
-        (how the image is fetched, not what runs; and a secret).
+        (how the image is fetched, not what runs; and a secret). The config
+        templates (with their prefixes, hence the environment) when there are
+        any: each version renders its own files; the keys' values are not in
+        it (a change of a key reaches running instances without a new version).
         """
         shape = {
             "image": self.image,
@@ -380,6 +408,9 @@ class AppSpec:
         }
         if self.restart:
             shape["restart"] = self.restart
+        if self.config:
+            # The templates are mounted from a directory made for the version: a new template is a new version.
+            shape["config"] = [template.to_dict() for template in self.config]
         return shape
 
     @property
@@ -714,6 +745,62 @@ def _registry_auth(raw, where: str = "registry_auth") -> RegistryAuth | None:
     return RegistryAuth(username=username, password=password)
 
 
+def _environment(raw) -> str | None:
+    if raw is None or raw == "":
+        return None
+    return _routed(parse_name, raw, "environment")
+
+
+def _config_kv_prefix(raw) -> str:
+    try:
+        return layout.parse_prefix(raw, "config_kv_prefix")
+    except layout.LayoutError as error:
+        raise SpecError("config_kv_prefix", str(error).split(": ", 1)[1]) from None
+
+
+def _config_template(raw, index: int, root: str):
+    where = f"config[{index}]"
+    raw = _only(raw, CONFIG_KEYS, where)
+    destination = raw.get("destination")
+    default_name = destination.rsplit("/", 1)[-1] if isinstance(destination, str) else None
+    max_drop = raw.get("max_drop")
+    if max_drop is not None:
+        try:
+            max_drop = share(max_drop, f"{where}.max_drop")
+        except ConfigError as error:
+            raise SpecError(f"{where}.max_drop", str(error).split(": ", 1)[1]) from None
+    document = {
+        "name": _given(raw, "name", default_name),
+        "contents": raw.get("contents"),
+        "destination": destination,
+        "prefix": _given(raw, "prefix", root),
+        "on_change": _given(raw, "on_change", "signal"),
+        "signal": _given(raw, "signal", "SIGHUP"),
+        "max_drop": max_drop,
+    }
+    try:
+        template = layout.parse_template(document, where)
+    except layout.LayoutError as error:
+        field_name, _colon, reason = str(error).partition(": ")
+        raise SpecError(field_name, reason) from None
+    if not template.prefix.startswith(root):
+        # The app's token reads its prefixes: one outside the app's own folder would read another app's keys.
+        raise SpecError(f"{where}.prefix", f"must lie in the app's own folder {root}, got {template.prefix!r}")
+    return template
+
+
+def _config(raw, root: str) -> tuple:
+    if raw is None or raw == []:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError("config", f"expected a list of templates, got {_shown(raw)}")
+    templates = tuple(_config_template(item, index, root) for index, item in enumerate(raw))
+    try:
+        return layout.check_templates(templates, "config")
+    except layout.LayoutError as error:
+        raise SpecError("config", str(error).split(": ", 1)[1]) from None
+
+
 def parse_spec(options) -> AppSpec:
     """An AppSpec from the module's options; raises SpecError naming the first bad option, in the options' order."""
     options = _only(options, SPEC_KEYS, "app spec")
@@ -758,6 +845,10 @@ def parse_spec(options) -> AppSpec:
         registry_auth=_registry_auth(options.get("registry_auth")),
         restart=parse_restart(_given(options, "restart", 0)),
     )
+    environment = _environment(options.get("environment"))
+    root = _config_kv_prefix(_given(options, "config_kv_prefix", DEFAULT_CONFIG_KV_PREFIX))
+    spec = dataclasses.replace(spec, environment=environment, config_kv_prefix=root)
+    spec = dataclasses.replace(spec, config=_config(options.get("config"), spec.config_root))
     size = len(json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":")))
     if size > MAX_SPEC_BYTES:
         raise SpecError(

@@ -37,6 +37,7 @@ except ImportError as _error:  # pragma: no cover - managers install python3-doc
     docker = None
     DOCKER_IMPORT_ERROR = _error
 
+from ..appconfig import layout
 from ..registrator.drain import DEFAULT_STOP_SIGNAL, DRAIN_TIMEOUT_LABEL, STOP_SIGNAL_LABEL
 from ..registrator.instances import APP_LABEL, PORT_LABEL, VERSION_LABEL
 from ..registrator.readiness import HTTP_CHECK_LABEL, HttpCheck
@@ -174,6 +175,19 @@ def endpoint_spec(spec: AppSpec) -> dict | None:
     return {"Mode": "dnsrr", "Ports": [{"Protocol": "tcp", "TargetPort": spec.container_port, "PublishMode": "host"}]}
 
 
+def config_mounts(spec: AppSpec) -> list:
+    """The version's rendered directories and the app's token, read-only, from where every node's agent renders
+    them (appconfig/layout.py): a missing source (nothing rendered yet) keeps Docker from starting the task."""
+    service = service_name(spec)
+    directories = sorted({template.directory for template in spec.config})
+    mounts = [
+        {"Type": "bind", "Source": layout.files_dir(service, index), "Target": directory, "ReadOnly": True}
+        for index, directory in enumerate(directories)
+    ]
+    mounts.append({"Type": "bind", "Source": layout.token_dir(service), "Target": layout.TOKEN_MOUNT, "ReadOnly": True})
+    return mounts
+
+
 def service_spec(spec: AppSpec, replicas: int) -> dict:
     """The keyword arguments of APIClient.create_service() for this version with replicas tasks.
 
@@ -192,6 +206,9 @@ def service_spec(spec: AppSpec, replicas: int) -> dict:
     check = healthcheck(spec.health)
     if check is not None:
         container["Healthcheck"] = check
+    if spec.config:
+        container["Mounts"] = config_mounts(spec)
+        container["Env"].append(f"CONSUL_HTTP_TOKEN_FILE={layout.TOKEN_MOUNT}/{layout.TOKEN_FILE}")
     parameters = {
         "name": service_name(spec),
         "labels": service_labels(spec),

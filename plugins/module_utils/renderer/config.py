@@ -86,6 +86,8 @@ class TemplateConfig:
     missing_consul_key: str = "wait"  # key() of a Consul key that does not exist: wait (keep the live file) or fail
     max_drop: float | None = None
     max_drop_window: float = DEFAULT_MAX_DROP_WINDOW
+    # Not in the file: set by the app configuration agent for templates apps wrote (template.Template).
+    sandboxed: bool = False
 
     def read_source(self) -> str:
         if self.contents is not None:

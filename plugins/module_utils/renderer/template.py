@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 try:
     import jinja2
     import jinja2.lexer
+    import jinja2.sandbox
 
     JINJA2_IMPORT_ERROR = None
 except ImportError as _error:  # pragma: no cover - targets install python3-jinja2
@@ -358,10 +359,21 @@ class _Environment(jinja2.Environment if jinja2 else object):
         return _LineEndingLexer(self)
 
 
-def environment(undefined=None):
+class _SandboxedEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment if jinja2 else object):
+    @functools.cached_property
+    def lexer(self):
+        return _LineEndingLexer(self)
+
+
+# What a sandboxed template may not call: they read the host the renderer runs on, not Consul.
+HOST_FUNCTIONS = ("file", "env")
+
+
+def environment(undefined=None, sandboxed: bool = False):
     if jinja2 is None:
         raise TemplateError(f"the renderer needs Jinja2 (Debian package python3-jinja2): {JINJA2_IMPORT_ERROR}")
-    env = _Environment(undefined=undefined or jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    kind = _SandboxedEnvironment if sandboxed else _Environment
+    env = kind(undefined=undefined or jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     for names, function in _HELPERS.items():
         for name in names:
             env.filters[name] = function
@@ -375,11 +387,15 @@ def environment(undefined=None):
 
 
 class Template:
-    def __init__(self, name: str, source: str, undefined=None):
+    """A compiled template. sandboxed: for a template someone else wrote (an app's configuration), which may
+    not reach Python's internals (Jinja2's immutable sandbox) nor the host (no file() nor env())."""
+
+    def __init__(self, name: str, source: str, undefined=None, sandboxed: bool = False):
         self.name = name
         self.source = source
+        self.sandboxed = sandboxed
         try:
-            self._compiled = environment(undefined).from_string(source)
+            self._compiled = environment(undefined, sandboxed).from_string(source)
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(f"template {name}: syntax error on line {error.lineno}: {error.message}") from None
 
@@ -393,7 +409,11 @@ class Template:
         """
         result = Execution()
         scope = Scope(result, brain, quarantine or {})
-        context = {name: functools.partial(function, scope) for name, function in _FUNCTIONS.items()}
+        context = {
+            name: functools.partial(function, scope)
+            for name, function in _FUNCTIONS.items()
+            if not (self.sandboxed and name in HOST_FUNCTIONS)
+        }
         try:
             result.output = self._compiled.render(context)
         except Exception as error:  # a template may raise anything; it must not stop the renderer
@@ -409,4 +429,5 @@ def load(config) -> Template:
     except OSError as error:
         raise TemplateError(f"template {config.name}: cannot read {config.source}: {error.strerror}") from None
     # error_on_missing_key false: a missing map key is empty, as consul-template's default (missing_keys.py).
-    return Template(config.name, source, None if config.error_on_missing_key else empty_missing_keys())
+    undefined = None if config.error_on_missing_key else empty_missing_keys()
+    return Template(config.name, source, undefined, sandboxed=config.sandboxed)
