@@ -8,27 +8,21 @@ back, check mode, memory, the Marathon examples, removal.
 """
 
 import json
-import os
 import re
 import shlex
 import subprocess
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from cluster import CONSUL_CURL, NODES, SECRETS, TOKENS, container, node_address, node_exec
+from deploying import IMAGE, ROOT, build_image, containers, deploy, every_id
 from load import Counter, Load
 from support.waiting import wait_for
 
 testinfra_hosts = ["manager1"]
 
-ROOT = Path(__file__).resolve().parents[3]
-PLAYBOOK = ROOT / "playbooks" / "deploy_app.yml"
 MARATHON_EXAMPLES = ROOT / "docs" / "examples" / "marathon"
-IMAGE_DIR = Path(__file__).with_name("app-image")
-IMAGE = "lab/cluster-app:1"
 APP = "pay"
 SERVICE_PORT = 10090
 ZOOKEEPER_DUMP = """
@@ -72,58 +66,6 @@ def spec(version: str, env: dict | None = None, **changes) -> dict:
 COUNTER_URL = [""]  # set by the counter fixture, before any spec is made
 # v2 answers 503 for 5 s after its start: a request an instance gets before it is ready fails.
 READY_AFTER_5 = {"READY_AFTER": "5"}
-
-
-class Deployment:
-    """One run of deploy_app.yml, read from Ansible's JSON callback."""
-
-    def __init__(self, done: subprocess.CompletedProcess, duration: float):
-        self.returncode = done.returncode
-        self.duration = duration
-        self.output = (done.stdout + done.stderr)[-4000:]
-        try:
-            report = json.loads(done.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"ansible-playbook gave no report: {self.output}") from None
-        self.results = {
-            task["task"]["name"]: result
-            for play in report.get("plays", [])
-            for task in play["tasks"]
-            for result in task["hosts"].values()
-        }
-        self.app = self.results.get("Deploy the app, waiting until it serves (or is rolled back)", {})
-        self.info = self.results.get("Read the app's versions and history", {})
-
-    def assert_ok(self) -> "Deployment":
-        assert self.returncode == 0, self.app.get("msg") or self.output
-        return self
-
-    def apps(self) -> dict:
-        return {entry["name"]: entry for entry in self.info.get("apps", [])}
-
-
-def deploy(workdir: Path, options: dict, *flags: str) -> Deployment:
-    variables = workdir / f"deploy-{uuid.uuid4().hex[:8]}.json"
-    variables.write_text(json.dumps({"deploy_app": options}))
-    command = ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)]
-    command += [str(PLAYBOOK), "-e", f"@{variables}", *flags]
-    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
-    started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, env=env)
-    return Deployment(done, time.monotonic() - started)
-
-
-def containers(app: str = APP) -> dict:
-    """{node: set of container IDs of the app running there}."""
-    found = {}
-    for name in NODES:
-        listed = node_exec(name, f"docker ps --quiet --no-trunc --filter label=org.dockyard.app={app}").stdout
-        found[name] = set(listed.split())
-    return found
-
-
-def every_id(by_node: dict) -> set:
-    return set().union(*by_node.values())
 
 
 def consul_kv(host) -> list:
@@ -190,9 +132,7 @@ def counter():
 
 @pytest.fixture(scope="module")
 def image():
-    for name in NODES:
-        subprocess.run(["docker", "cp", str(IMAGE_DIR), f"{container(name)}:/var/tmp/"], check=True)
-        node_exec(name, f"bash /var/tmp/app-image/build.sh {IMAGE}")
+    build_image()
 
 
 @pytest.fixture(scope="module")
@@ -213,12 +153,12 @@ def test_v1_serves_then_scales_to_ten_and_back_leaving_running_instances_alone(v
     assert v1.app["changed"] is True
     assert v1.apps()[APP]["serving"] == 3
     assert set(answers(routers)) == {"v1"}
-    at_three = containers()
+    at_three = containers(APP)
 
     ten = deploy(workdir, spec("v1", instances=10)).assert_ok()
     assert ten.apps()[APP]["serving"] == 10
     assert [step["action"] for step in ten.app["steps"]][:1] == ["start"]
-    at_ten = containers()
+    at_ten = containers(APP)
     assert every_id(at_three) <= every_id(at_ten), "scaling up restarted a running instance"
     assert len(every_id(at_ten)) == 10
 
@@ -226,8 +166,8 @@ def test_v1_serves_then_scales_to_ten_and_back_leaving_running_instances_alone(v
     assert back.apps()[APP]["serving"] == 3
     actions = {step["action"] for step in back.app["steps"]}
     assert "drain" in actions and not actions & {"create", "start", "remove"}, back.app["steps"]
-    wait_for(lambda: len(every_id(containers())) == 3, 60, 1, what="the drained instances to stop")
-    assert every_id(containers()) <= every_id(at_ten), "scaling down restarted a running instance"
+    wait_for(lambda: len(every_id(containers(APP))) == 3, 60, 1, what="the drained instances to stop")
+    assert every_id(containers(APP)) <= every_id(at_ten), "scaling down restarted a running instance"
     assert set(answers(routers)) == {"v1"}
 
 
@@ -296,9 +236,9 @@ def test_a_second_deployment_fails_at_once_naming_the_holder_and_rollback_to_two
 
 def test_check_mode_shows_plan_and_diff_and_changes_nothing_and_a_rerun_changes_nothing(host, routers, workdir):
     deploy(workdir, spec("v2", READY_AFTER_5)).assert_ok()
-    wait_for(lambda: len(every_id(containers())) == 3, 60, 1, what="the drained instances to stop")
+    wait_for(lambda: len(every_id(containers(APP))) == 3, 60, 1, what="the drained instances to stop")
     assert set(answers(routers)) == {"v2"}
-    before = (containers(), consul_kv(host), zookeeper_tree())
+    before = (containers(APP), consul_kv(host), zookeeper_tree())
 
     planned = deploy(workdir, spec("v4", instances=4), "--check", "--diff")
     assert planned.returncode == 0, planned.output
@@ -308,18 +248,18 @@ def test_check_mode_shows_plan_and_diff_and_changes_nothing_and_a_rerun_changes_
     diff = planned.app["diff"]
     assert (diff["before"]["env.APP_VERSION"], diff["after"]["env.APP_VERSION"]) == ("v2", "v4"), diff
     assert (diff["before"]["instances"], diff["after"]["instances"]) == (3, 4), diff
-    assert (containers(), consul_kv(host), zookeeper_tree()) == before
+    assert (containers(APP), consul_kv(host), zookeeper_tree()) == before
 
     rerun = deploy(workdir, spec("v2", READY_AFTER_5)).assert_ok()
     assert rerun.app["changed"] is False and not rerun.app["steps"]
-    assert containers() == before[0]
+    assert containers(APP) == before[0]
 
 
 def test_an_instance_over_its_memory_limit_is_replaced_and_its_neighbours_keep_serving(routers, workdir):
     hog_spec = {**spec("hog"), "name": "hog", "instances": 1, "hosts": ["hog.dockyard.test"], "service_port": 10091}
     deploy(workdir, {**hog_spec, "mem": 16, "constraints": ["node.hostname==agent1"]}).assert_ok()
     hog = node_exec("agent1", "docker ps --quiet --no-trunc --filter label=org.dockyard.app=hog").stdout.split()
-    neighbours = containers()["agent1"]
+    neighbours = containers(APP)["agent1"]
     node_exec("agent1", f"docker exec {hog[0]} wget -q -O /dev/null http://127.0.0.1/cgi-bin/oom", check=False)
     wait_for(
         lambda: (
@@ -335,7 +275,7 @@ def test_an_instance_over_its_memory_limit_is_replaced_and_its_neighbours_keep_s
         return set(listed.split()) - set(hog)
 
     wait_for(replaced, 60, 1, what="Swarm to replace the killed instance")
-    assert containers()["agent1"] == neighbours, "a neighbour on the node was restarted"
+    assert containers(APP)["agent1"] == neighbours, "a neighbour on the node was restarted"
     assert set(answers(routers)) == {"v2"}
     deploy(workdir, {"name": "hog", "state": "absent"}).assert_ok()
 

@@ -3,7 +3,8 @@
 """The registrator's command line: python3 -m dockyard.registrator.cli --config FILE [--mode MODE].
 
 Modes:
-  daemon    keep this node's instances in Consul until SIGTERM/SIGINT, then destroy the session (exit 0)
+  daemon    keep this node's instances in Consul until SIGTERM/SIGINT, then destroy the session (exit 0);
+            with app_config set, also render the apps' configuration files (appconfig/agent.py)
   once      print the instances that would be registered now, one JSON object a line; write nothing
   validate  check the configuration (and that its TLS files can be read); exit 1 with the reason if not valid
 """
@@ -16,6 +17,7 @@ import logging
 import signal
 import sys
 
+from ..appconfig.agent import AppConfigAgent
 from ..daemon import logs
 from ..daemon.config import LOG_LEVELS
 from . import config as configuration
@@ -85,9 +87,17 @@ def _once(config, stdout=None) -> int:
 
 def _daemon(config) -> int:
     registrator = Registrator(config)
+    # The app configuration agent runs beside the registrator, on threads of its own, when configured.
+    agent = AppConfigAgent(config) if config.app_config_dir else None
     signal.signal(signal.SIGTERM, lambda *_args: registrator.stop())
     signal.signal(signal.SIGINT, lambda *_args: registrator.stop())
-    registrator.run()
+    if agent is not None:
+        agent.start()
+    try:
+        registrator.run()
+    finally:
+        if agent is not None:
+            agent.stop()
     return 0
 
 

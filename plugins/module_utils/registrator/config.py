@@ -11,10 +11,12 @@ and renewed every third of that.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..appconfig.layout import BASE_DIR
 from ..daemon.config import ConfigError, duration, log_level, only, read_json
 from ..daemon.consul import ConsulSettings, parse_settings
 from ..daemon.consul import check_files as check_consul_files
@@ -36,8 +38,11 @@ _KEYS = (
     "docker_url",
     "state_dir",
     "log_level",
+    "app_config",
 )
 DEFAULT_STATE_DIR = "/var/lib/dockyard/registrator"
+# An absolute path of safe characters: state_dir's grammar, shared by app_config.directory.
+_DIRECTORY = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
 
 
 def consul_ttl(session_ttl: float) -> float:
@@ -66,6 +71,8 @@ class Config:
     docker_url: str = "unix:///var/run/docker.sock"
     state_dir: str = DEFAULT_STATE_DIR  # the drains in progress, so a restarted daemon finishes them
     log_level: str = "info"
+    # Where the app configuration agent renders apps' config files (appconfig/agent.py); None: the agent is off.
+    app_config_dir: str | None = None
     # Not in the file: the retry delays after a Consul or Docker error (doubling, jittered, capped).
     backoff: float = 0.25
     max_backoff: float = 5.0
@@ -139,10 +146,30 @@ def parse(raw: Any) -> Config:
     if not re.match(r"^(unix|tcp|https?|npipe)://.", config.docker_url):
         raise ConfigError(f"docker_url: expected unix:///path or tcp://host:port, got {config.docker_url!r}")
     config.state_dir = _text(raw, "state_dir", "state_dir", DEFAULT_STATE_DIR)
-    if not re.fullmatch(r"/[A-Za-z0-9._/-]{0,200}", config.state_dir):
+    if not _DIRECTORY.fullmatch(config.state_dir):
         raise ConfigError(f"state_dir: expected an absolute path (letters, digits, . _ - /), got {config.state_dir!r}")
     config.log_level = log_level(_text(raw, "log_level", "log_level", "info"))
+    config.app_config_dir = _app_config_dir(raw.get("app_config"))
     return config
+
+
+def _clean_directory(value: str, where: str) -> str:
+    """state_dir's grammar, and clean (no //, . or .. segment, nor trailing /): the agent removes directories in it."""
+    if not _DIRECTORY.fullmatch(value) or posixpath.normpath(value) != value or value == "/":
+        raise ConfigError(
+            f"{where}: expected a clean absolute path (letters, digits, . _ - /; no . or .. segment), got {value!r}"
+        )
+    return value
+
+
+def _app_config_dir(raw: Any) -> str | None:
+    """The app_config section: {"directory": ...}; absent or null leaves the agent off."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError('app_config: expected a mapping such as {"directory": "/var/lib/dockyard/app-config"}')
+    only(raw, ("directory",), "app_config")
+    return _clean_directory(_text(raw, "directory", "app_config.directory", BASE_DIR), "app_config.directory")
 
 
 def load(path: str) -> Config:

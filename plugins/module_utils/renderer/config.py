@@ -88,6 +88,7 @@ class TemplateConfig:
     max_drop_window: float = DEFAULT_MAX_DROP_WINDOW
     # Not in the file: set by the app configuration agent for templates apps wrote (template.Template).
     sandboxed: bool = False
+    variables: dict = field(default_factory=dict)
 
     def read_source(self) -> str:
         if self.contents is not None:

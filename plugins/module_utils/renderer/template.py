@@ -388,12 +388,14 @@ def environment(undefined=None, sandboxed: bool = False):
 
 class Template:
     """A compiled template. sandboxed: for a template someone else wrote (an app's configuration), which may
-    not reach Python's internals (Jinja2's immutable sandbox) nor the host (no file() nor env())."""
+    not reach Python's internals (Jinja2's immutable sandbox) nor the host (no file() nor env()). variables:
+    names the template may read besides the functions (an app's template reads its KV folder as `prefix`)."""
 
-    def __init__(self, name: str, source: str, undefined=None, sandboxed: bool = False):
+    def __init__(self, name: str, source: str, undefined=None, sandboxed: bool = False, variables=None):
         self.name = name
         self.source = source
         self.sandboxed = sandboxed
+        self.variables = dict(variables or {})
         try:
             self._compiled = environment(undefined, sandboxed).from_string(source)
         except jinja2.TemplateSyntaxError as error:
@@ -409,7 +411,8 @@ class Template:
         """
         result = Execution()
         scope = Scope(result, brain, quarantine or {})
-        context = {
+        context = dict(self.variables)
+        context |= {
             name: functools.partial(function, scope)
             for name, function in _FUNCTIONS.items()
             if not (self.sandboxed and name in HOST_FUNCTIONS)
@@ -430,4 +433,4 @@ def load(config) -> Template:
         raise TemplateError(f"template {config.name}: cannot read {config.source}: {error.strerror}") from None
     # error_on_missing_key false: a missing map key is empty, as consul-template's default (missing_keys.py).
     undefined = None if config.error_on_missing_key else empty_missing_keys()
-    return Template(config.name, source, undefined, sandboxed=config.sandboxed)
+    return Template(config.name, source, undefined, sandboxed=config.sandboxed, variables=config.variables)

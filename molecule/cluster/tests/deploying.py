@@ -1,0 +1,75 @@
+"""Deploying apps on the cluster as an operator does: playbooks/deploy_app.yml run from the controller against
+the scenario's inventory, its result read from Ansible's JSON callback; the test app's image; the apps' containers."""
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from cluster import NODES, container, node_exec
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOK = ROOT / "playbooks" / "deploy_app.yml"
+IMAGE_DIR = Path(__file__).with_name("app-image")
+IMAGE = "lab/cluster-app:2"
+
+
+def build_image() -> None:
+    """The test app's image on every node (app-image/build.sh; nothing to do where it exists)."""
+    for name in NODES:
+        subprocess.run(["docker", "cp", str(IMAGE_DIR), f"{container(name)}:/var/tmp/"], check=True)
+        node_exec(name, f"bash /var/tmp/app-image/build.sh {IMAGE}")
+
+
+class Deployment:
+    """One run of deploy_app.yml, read from Ansible's JSON callback."""
+
+    def __init__(self, done: subprocess.CompletedProcess, duration: float):
+        self.returncode = done.returncode
+        self.duration = duration
+        self.output = (done.stdout + done.stderr)[-4000:]
+        try:
+            report = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(f"ansible-playbook gave no report: {self.output}") from None
+        self.results = {
+            task["task"]["name"]: result
+            for play in report.get("plays", [])
+            for task in play["tasks"]
+            for result in task["hosts"].values()
+        }
+        self.app = self.results.get("Deploy the app, waiting until it serves (or is rolled back)", {})
+        self.info = self.results.get("Read the app's versions and history", {})
+
+    def assert_ok(self) -> "Deployment":
+        assert self.returncode == 0, self.app.get("msg") or self.output
+        return self
+
+    def apps(self) -> dict:
+        return {entry["name"]: entry for entry in self.info.get("apps", [])}
+
+
+def deploy(workdir: Path, options: dict, *flags: str) -> Deployment:
+    variables = workdir / f"deploy-{uuid.uuid4().hex[:8]}.json"
+    variables.write_text(json.dumps({"deploy_app": options}))
+    command = ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)]
+    command += [str(PLAYBOOK), "-e", f"@{variables}", *flags]
+    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, env=env)
+    return Deployment(done, time.monotonic() - started)
+
+
+def containers(app: str) -> dict:
+    """{node: set of container IDs of the app running there}."""
+    found = {}
+    for name in NODES:
+        listed = node_exec(name, f"docker ps --quiet --no-trunc --filter label=org.dockyard.app={app}").stdout
+        found[name] = set(listed.split())
+    return found
+
+
+def every_id(by_node: dict) -> set:
+    return set().union(*by_node.values())
