@@ -382,9 +382,12 @@ class AppConfigAgent:
     def publish(self, status) -> bool:
         key = layout.status_key(self.config.kv_prefix, self.node, status.service)
         try:
-            self.client.request("PUT", kv_path(key), body=status.to_json())
+            stored = self.client.request("PUT", kv_path(key), body=status.to_json()).json() is True
         except ConsulError as error:
             logs.event(logging.WARNING, "cannot publish app config status", key=key, error=error)
+            return False
+        if not stored:
+            logs.event(logging.WARNING, "Consul did not store the app config status", key=key)
             return False
         logs.event(logging.DEBUG, "app config status published", key=key, ready=status.ready)
         return True

@@ -199,7 +199,7 @@ class Restarter:
                 if not self.wait_replaced(definition.service, seen):
                     logs.event(
                         logging.ERROR,
-                        "no replacement registered in time; the other instances keep their old configuration",
+                        "no replacement registered here in time; the rest keep what they read at their start",
                         service=definition.service,
                         container=summary["Id"][:12],
                         waited=f"{self.replace_timeout:g}s",
