@@ -56,6 +56,8 @@ FAILED_TASK_STATES = ("failed", "rejected")
 # How long every eligible node's agent has to render a new version's configuration (a Consul round trip and a
 # render each; it takes longer only when a node is down or a template fails, and then the deployment should stop).
 DEFAULT_CONFIG_WAIT_SECONDS = 60.0
+# How long every node still missing may report errors before the deployment stops waiting for it.
+CONFIG_ERROR_GRACE_SECONDS = 5.0
 NOT_READY_HEALTH = ("starting", "unhealthy")
 
 
@@ -768,19 +770,25 @@ class Deployer:
         if self.consul.request("PUT", kv_path(key), body=definition.to_json()).json() is not True:
             raise DeployError(f"app {spec.name}: Consul did not store the configuration at {key}")
         nodes = eligible_nodes(self.swarm.nodes(), spec)
-        deadline = min(run.deadline, self.clock() + self.config_wait)
+        started = self.clock()
+        deadline = min(run.deadline, started + self.config_wait)
+        failing_since = None
         while True:
             run.lock.check()
             statuses = self.config_statuses(spec.service_name)
             missing = [node for node in nodes if node not in statuses or not statuses[node].ready]
             if not missing:
                 return
-            if self.clock() >= deadline:
+            # A node that reports errors may yet recover (a read retried); one that keeps them is not waited for.
+            failing = all(node in statuses and statuses[node].errors for node in missing)
+            failing_since = (failing_since or self.clock()) if failing else None
+            given_up = failing and self.clock() - failing_since >= CONFIG_ERROR_GRACE_SECONDS
+            if given_up or self.clock() >= deadline:
                 self._delete_definition(spec.service_name)
                 raise DeployError(
                     f"app {spec.name}: the configuration of version {spec.version_id} was not rendered on"
                     f" {', '.join(config_problem(node, statuses.get(node)) for node in missing)}"
-                    f" within {self.config_wait:g}s; its definition was withdrawn"
+                    f" after {self.clock() - started:.0f}s; its definition was withdrawn"
                 )
             self.sleep(self.poll)
 

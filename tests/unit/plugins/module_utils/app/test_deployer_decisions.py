@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.dockyard.platform.plugins.module_utils.app import rollout
 from ansible_collections.dockyard.platform.plugins.module_utils.app.deployer import (
     StepRecord,
+    config_problem,
     converged,
     deployed_spec,
     eligible_nodes,
@@ -32,6 +33,7 @@ from ansible_collections.dockyard.platform.plugins.module_utils.app.deployer imp
 from ansible_collections.dockyard.platform.plugins.module_utils.app.ledger import Entry
 from ansible_collections.dockyard.platform.plugins.module_utils.app.spec import parse_spec
 from ansible_collections.dockyard.platform.plugins.module_utils.app.swarm import Node, Task, VersionService
+from ansible_collections.dockyard.platform.plugins.module_utils.appconfig.layout import Status
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -233,6 +235,26 @@ def test_check_modes_plan_for_a_roll_creates_starts_waits_drains_and_removes():
         ("drain", 2, V1.version_id, ["node-1"]),
         ("remove", 0, V1.version_id, ["node-1"]),
     ]
+
+
+def test_a_version_with_configuration_is_configured_on_its_eligible_nodes_before_its_service_exists():
+    configured = spec(environment="qa", config=[{"contents": "x", "destination": "/etc/shop/shop.conf"}])
+    versions = [version(V1, 2, task("a"), task("b"))]
+    steps = plan_steps(versions, configured, frozenset({"a", "b"}), route_changes=False, nodes=NODES)
+    assert [(step["action"], step["nodes"]) for step in steps[:2]] == [
+        ("configure", ["node-1", "node-2"]),
+        ("create", []),
+    ]
+    rerun = plan_steps([version(configured, 2, task("c"))], configured, frozenset({"c"}), False, NODES)
+    assert "configure" not in [step["action"] for step in rerun]
+
+
+def test_a_node_that_did_not_render_is_named_with_why():
+    failing = Status("node-2", "shop--x", True, 7, (("page", "syntax error on line 1"),), 0.0)
+    pending = Status("node-3", "shop--x", False, None, (), 0.0)
+    assert config_problem("node-1", None) == "node-1 (no report from its agent)"
+    assert config_problem("node-2", failing) == "node-2 (page: syntax error on line 1)"
+    assert config_problem("node-3", pending) == "node-3 (not every file rendered yet)"
 
 
 def test_check_modes_plan_for_a_scale_touches_only_the_current_version():
