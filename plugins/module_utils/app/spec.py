@@ -764,6 +764,8 @@ def _config_template(raw, index: int, root: str):
     destination = raw.get("destination")
     default_name = destination.rsplit("/", 1)[-1] if isinstance(destination, str) else None
     max_drop = raw.get("max_drop")
+    if isinstance(max_drop, bool):
+        raise SpecError(f"{where}.max_drop", f"expected a share such as 0.5 or 50%, got {max_drop!r}")
     if max_drop is not None:
         try:
             max_drop = share(max_drop, f"{where}.max_drop")

@@ -30,6 +30,7 @@ is used: these names become paths on the node and in containers.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 import re
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ MAX_TEMPLATES = 16
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_DEFINITION_BYTES = 512 * 1024
 MAX_ERROR_TEXT = 2048
+MAX_SERVICE = 63  # Swarm's limit on a service name
 
 # A template's name and a rendered file's name: one safe path segment.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -79,7 +81,10 @@ def parse_name(value, where: str) -> str:
 
 
 def parse_service(value, where: str = "service") -> str:
-    return _match(_SERVICE, value, where, "a Swarm service name of letters, digits, '-' and '_'")
+    grammar = f"a Swarm service name of letters, digits, '-' and '_', at most {MAX_SERVICE}"
+    if isinstance(value, str) and len(value) > MAX_SERVICE:
+        raise LayoutError(f"{where}: expected {grammar}, got {value[:80]!r}...")
+    return _match(_SERVICE, value, where, grammar)
 
 
 def parse_node(value, where: str = "node") -> str:
@@ -245,7 +250,7 @@ def parse_definition(raw: bytes, service: str) -> Definition:
         raise LayoutError(f"{where}: above {MAX_DEFINITION_BYTES} bytes")
     try:
         document = json.loads(raw)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # nesting deep enough for the latter fits in the size bound
         raise LayoutError(f"{where}: not JSON ({error})") from None
     if not isinstance(document, dict):
         raise LayoutError(f"{where}: expected a JSON object")
@@ -303,9 +308,13 @@ class Status:
 
 def parse_status(raw: bytes, node: str, service: str) -> Status:
     where = f"app config status of {service} on {node}"
+    parse_node(node, where)
+    parse_service(service, where)
+    if len(raw) > MAX_DEFINITION_BYTES:
+        raise LayoutError(f"{where}: above {MAX_DEFINITION_BYTES} bytes")
     try:
         document = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise LayoutError(f"{where}: not JSON") from None
     if not isinstance(document, dict) or document.get("node") != node or document.get("service") != service:
         raise LayoutError(f"{where}: not the status its key names")
@@ -320,7 +329,7 @@ def parse_status(raw: bytes, node: str, service: str) -> Status:
         raise LayoutError(f"{where}.errors: expected template name -> message")
     for name in errors:
         parse_name(name, f"{where}.errors")
-    if isinstance(updated, bool) or not isinstance(updated, (int, float)):
+    if isinstance(updated, bool) or not isinstance(updated, (int, float)) or not math.isfinite(updated):
         raise LayoutError(f"{where}.updated: expected a time")
     pairs = tuple(sorted((name, message[:MAX_ERROR_TEXT]) for name, message in errors.items()))
     return Status(node=node, service=service, rendered=rendered, key_index=key_index, errors=pairs, updated=updated)

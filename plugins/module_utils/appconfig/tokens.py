@@ -11,10 +11,13 @@ name (layout.app_policy_name), so a rerun reuses them and a removal finds them.
 from __future__ import annotations
 
 import json
-import urllib.parse
+import re
 
 from ..daemon.consul import ConsulError
 from . import layout
+
+# A token's secret as Consul gives it to a token that may write ACLs; one that may only read them gets "<hidden>".
+_SECRET = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def policy_rules(prefixes) -> str:
@@ -30,8 +33,10 @@ class AppTokens:
         self.client = client
 
     def _policy(self, name: str) -> dict | None:
-        answer = self.client.request("GET", f"/v1/acl/policy/name/{urllib.parse.quote(name, safe='')}")
-        return None if answer.status == 404 else answer.json()
+        # Listed, not read by name: Consul 1.8 answers a missing name with 403 "ACL not found", as it does a refusal.
+        listed = self.client.request("GET", "/v1/acl/policies").json() or []
+        found = next((policy for policy in listed if policy.get("Name") == name), None)
+        return None if found is None else self.client.request("GET", f"/v1/acl/policy/{found['ID']}").json()
 
     def _tokens(self, policy_id: str, name: str) -> list:
         answer = self.client.request("GET", "/v1/acl/tokens", params={"policy": policy_id})
@@ -59,7 +64,7 @@ class AppTokens:
             ).json()
             changed = True
         secret = token.get("SecretID") if isinstance(token, dict) else None
-        if not isinstance(secret, str) or not secret:
+        if not isinstance(secret, str) or not _SECRET.fullmatch(secret):
             raise ConsulError(f"Consul did not return the secret of token {name} (does the token have acl:write?)")
         return secret, changed
 

@@ -23,11 +23,18 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
+import resource
+import select
+import signal
+import time
 from dataclasses import dataclass, field
 
 try:
     import jinja2
+    import jinja2.compiler
     import jinja2.lexer
+    import jinja2.nodes
     import jinja2.sandbox
 
     JINJA2_IMPORT_ERROR = None
@@ -359,7 +366,25 @@ class _Environment(jinja2.Environment if jinja2 else object):
         return _LineEndingLexer(self)
 
 
+# What a sandboxed render may use, in a process of its own (isolated()): CPU seconds, memory above what the
+# daemon had mapped when it forked, seconds of wall clock, and characters of output.
+ISOLATED_CPU_SECONDS = 5
+ISOLATED_MEMORY = 512 * 1024 * 1024
+ISOLATED_SECONDS = 10.0
+MAX_OUTPUT = 16 * 1024 * 1024
+
+
+class _UnfoldedCodeGenerator(jinja2.compiler.CodeGenerator if jinja2 else object):
+    """Writes every output expression as code: Jinja2 otherwise evaluates constant ones while compiling (with
+    any optimizer setting), which for a sandboxed template would be its work done in the daemon."""
+
+    def _output_child_to_const(self, node, frame, finalize):
+        raise jinja2.nodes.Impossible()
+
+
 class _SandboxedEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment if jinja2 else object):
+    code_generator_class = _UnfoldedCodeGenerator
+
     @functools.cached_property
     def lexer(self):
         return _LineEndingLexer(self)
@@ -372,8 +397,10 @@ HOST_FUNCTIONS = ("file", "env")
 def environment(undefined=None, sandboxed: bool = False):
     if jinja2 is None:
         raise TemplateError(f"the renderer needs Jinja2 (Debian package python3-jinja2): {JINJA2_IMPORT_ERROR}")
-    kind = _SandboxedEnvironment if sandboxed else _Environment
-    env = kind(undefined=undefined or jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    options = {"undefined": undefined or jinja2.StrictUndefined, "keep_trailing_newline": True, "autoescape": False}
+    # Not optimized when sandboxed: the optimizer folds constant expressions while compiling, in the daemon, and
+    # a sandboxed template's may be `2 ** 10**9` or `"x" | center(10**10)`. All of it runs in isolated().
+    env = _SandboxedEnvironment(optimized=False, **options) if sandboxed else _Environment(**options)
     for names, function in _HELPERS.items():
         for name in names:
             env.filters[name] = function
@@ -384,6 +411,100 @@ def environment(undefined=None, sandboxed: bool = False):
             env.globals[name] = function
     env.globals["timestamp"] = helpers.timestamp
     return env
+
+
+def _mapped_bytes() -> int:
+    """The address space this process has mapped now (VmSize), the base of a child's memory limit."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def isolated(run) -> Execution:
+    """run() in a forked child with limits on its CPU time, memory and wall-clock time; its Execution back.
+
+    A sandboxed template cannot reach Python's internals, but it can still
+    ask for work: a huge repetition, a regular expression that backtracks for
+    ever, a YAML bomb. In the daemon that would starve every thread (Python
+    runs one at a time, and a regular expression holds it throughout),
+    including the registrator's session renewal. The child takes that instead,
+    and is killed at its limits; the render then fails naming the limit.
+    """
+    read_end, write_end = os.pipe()
+    limit = _mapped_bytes() + ISOLATED_MEMORY
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child process; its result is what the tests read
+        try:
+            os.close(read_end)
+            resource.setrlimit(resource.RLIMIT_CPU, (ISOLATED_CPU_SECONDS, ISOLATED_CPU_SECONDS + 1))
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            try:
+                execution = run()
+            except MemoryError:
+                execution = Execution(error=f"MemoryError: the render needed more than {ISOLATED_MEMORY} bytes")
+            with os.fdopen(write_end, "wb") as stream:
+                stream.write(pickle.dumps(execution, protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    data, killed = _read_until(read_end, time.monotonic() + ISOLATED_SECONDS)
+    if killed:
+        os.kill(pid, signal.SIGKILL)
+    _pid, status = os.waitpid(pid, 0)
+    if not killed and os.WIFEXITED(status) and data:
+        return pickle.loads(data)
+    if killed:
+        reason = f"it ran for more than {ISOLATED_SECONDS:g}s"
+    elif os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU:
+        reason = f"it used more than {ISOLATED_CPU_SECONDS}s of CPU"
+    else:
+        reason = f"its process ended without a result ({_ended(status)})"
+    return Execution(error=f"render stopped: {reason}")
+
+
+def _read_until(descriptor: int, deadline: float) -> tuple:
+    """(everything read from descriptor until its end, whether the deadline passed first); closes it."""
+    chunks = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([descriptor], [], [], left)[0]:
+                return b"".join(chunks), True
+            chunk = os.read(descriptor, 1 << 20)
+            if not chunk:
+                return b"".join(chunks), False
+            chunks.append(chunk)
+    finally:
+        os.close(descriptor)
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _bounded_output(chunks) -> str:
+    """A sandboxed render's output, failed once it passes MAX_OUTPUT characters."""
+    output, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise jinja2.sandbox.SecurityError(f"the output passed {MAX_OUTPUT} characters")
+        output.append(chunk)
+    return "".join(output)
+
+
+def _bound(function, scope):
+    """function with its scope bound in a closure: unlike a partial's .args, a closure's cells are dunder
+    attributes, out of a sandboxed template's reach."""
+
+    def bound(*args, **kwargs):
+        return function(scope, *args, **kwargs)
+
+    return bound
 
 
 class Template:
@@ -402,23 +523,31 @@ class Template:
             raise TemplateError(f"template {name}: syntax error on line {error.lineno}: {error.message}") from None
 
     def execute(self, brain, quarantine=None) -> Execution:
-        """Runs the template on what the brain holds.
+        """Runs the template on what the brain holds (a sandboxed one in a process of its own, isolated()).
 
         quarantine maps full paths to values that registered functions must
         leave out (through Scope.admitted(), as routing_table() does): entries
         a candidate failed its check with. An entry whose value has changed
         since is weighed again.
         """
+        if self.sandboxed:
+            return isolated(lambda: self._execute(brain, quarantine))
+        return self._execute(brain, quarantine)
+
+    def _execute(self, brain, quarantine) -> Execution:
         result = Execution()
         scope = Scope(result, brain, quarantine or {})
         context = dict(self.variables)
         context |= {
-            name: functools.partial(function, scope)
+            name: _bound(function, scope)
             for name, function in _FUNCTIONS.items()
             if not (self.sandboxed and name in HOST_FUNCTIONS)
         }
         try:
-            result.output = self._compiled.render(context)
+            if self.sandboxed:
+                result.output = _bounded_output(self._compiled.generate(context))
+            else:
+                result.output = self._compiled.render(context)
         except Exception as error:  # a template may raise anything; it must not stop the renderer
             result.output = None
             result.error = f"{type(error).__name__}: {error}"
