@@ -6,7 +6,10 @@ an app's template is for (its KV folder through `prefix`, the filters) still
 renders, and an unsandboxed template keeps its old powers.
 """
 
+import time
+
 import pytest
+from ansible_collections.dockyard.platform.plugins.module_utils.renderer import template as template_module
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer.brain import Brain
 from ansible_collections.dockyard.platform.plugins.module_utils.renderer.dependencies import (
     FileContents,
@@ -149,3 +152,33 @@ def test_an_unsandboxed_template_keeps_its_host_functions_and_python_attributes(
     assert result.error is None, result.error
     assert result.output == "from-env root:x:0:0 str hello"
     assert PASSWD in result.used
+
+
+# -- the isolated render's limits (template.isolated) ----------------------------------------------------
+def test_a_render_that_spins_is_stopped_at_its_cpu_limit_and_the_daemon_goes_on(monkeypatch):
+    monkeypatch.setattr(template_module, "ISOLATED_CPU_SECONDS", 1)
+    spinning = Template(
+        "spin", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", sandboxed=True
+    )
+    started = time.monotonic()
+    result = spinning.execute(Brain())
+    assert result.output is None and result.error == "render stopped: it used more than 1s of CPU"
+    assert time.monotonic() - started < 5
+
+
+def test_a_render_that_asks_for_too_much_memory_fails_with_a_memory_error():
+    result = Template("big", '{{ "x".ljust(2000000000) | length }}', sandboxed=True).execute(Brain())
+    assert result.output is None and result.error.startswith("MemoryError")
+
+
+def test_a_render_past_the_output_bound_fails():
+    result = Template("long", '{% for i in range(100000) %}{{ "x" * 1000 }}{% endfor %}', sandboxed=True).execute(
+        Brain()
+    )
+    assert result.output is None and "the output passed" in result.error
+
+
+def test_nothing_of_a_sandboxed_template_runs_while_it_compiles():
+    started = time.monotonic()
+    Template("folded", '{{ ("a" * 40 ~ "b") | regex_replace_all("(a+)+$", "") }} {{ 2 ** 100000000 }}', sandboxed=True)
+    assert time.monotonic() - started < 0.5
