@@ -34,7 +34,7 @@ def shop_brain() -> Brain:
     return brain
 
 
-def sandboxed(source: str, brain: Brain | None = None):
+def sandboxed(source: str, brain=None):
     template = Template("app.conf", source, sandboxed=True, variables={"prefix": PREFIX})
     return template.execute(brain or shop_brain())
 
