@@ -23,6 +23,25 @@ def build_image() -> None:
         node_exec(name, f"bash /var/tmp/app-image/build.sh {IMAGE}")
 
 
+def app_options(name: str, service_port: int, env: dict, drain_timeout: str) -> dict:
+    """deploy_app.yml's options for three instances of the test app on port 80, checked on /cgi-bin/health and
+    routed by name.dockyard.test and service_port."""
+    return {
+        "name": name,
+        "image": IMAGE,
+        "instances": 3,
+        "cpus": 0.1,
+        "mem": 32,
+        "container_port": 80,
+        "hosts": [f"{name}.dockyard.test"],
+        "service_port": service_port,
+        "env": env,
+        "health": {"path": "/cgi-bin/health", "interval": "1s", "grace_period": "3s", "failures": 3},
+        "upgrade": {"drain_timeout": drain_timeout},
+        "deadline": "5m",
+    }
+
+
 class Deployment:
     """One run of deploy_app.yml, read from Ansible's JSON callback."""
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 from cluster import CONSUL_CURL, NODES, SECRETS, TOKENS, container, node_address, node_exec
-from deploying import IMAGE, ROOT, build_image, containers, deploy, every_id
+from deploying import IMAGE, ROOT, app_options, build_image, containers, deploy, every_id
 from load import Counter, Load
 from support.waiting import wait_for
 
@@ -45,22 +45,8 @@ print(json.dumps(tree, sort_keys=True))
 
 def spec(version: str, env: dict | None = None, **changes) -> dict:
     """The app's options for deploy_app.yml; version (APP_VERSION, what the app answers) and env shape its container."""
-    options = {
-        "name": APP,
-        "image": IMAGE,
-        "instances": 3,
-        "cpus": 0.1,
-        "mem": 32,
-        "container_port": 80,
-        "hosts": ["pay.dockyard.test"],
-        "service_port": SERVICE_PORT,
-        "env": {"APP_VERSION": version, "COUNTER_URL": COUNTER_URL[0], **(env or {})},
-        "health": {"path": "/cgi-bin/health", "interval": "1s", "grace_period": "3s", "failures": 3},
-        "upgrade": {"drain_timeout": "4s"},
-        "deadline": "5m",
-    }
-    options.update(changes)
-    return options
+    variables = {"APP_VERSION": version, "COUNTER_URL": COUNTER_URL[0], **(env or {})}
+    return {**app_options(APP, SERVICE_PORT, variables, "4s"), **changes}
 
 
 COUNTER_URL = [""]  # set by the counter fixture, before any spec is made

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cluster import NODES, SECRETS, consul_api, consul_token, node_address, node_exec
-from deploying import IMAGE, ROOT, build_image, containers, deploy, every_id
+from deploying import ROOT, app_options, build_image, containers, deploy, every_id
 from load import Load
 from support.waiting import wait_for
 
@@ -62,35 +62,15 @@ def set_keys(workdir: Path, environment: str, data: dict, state: str = "present"
 
 
 def spec(workdir: Path, environment: str | None = None, on_change: str = "signal", **changes) -> dict:
+    """The app, with its page rendered from the template PAGE."""
     template = workdir / "page.ctmpl"
     template.write_text(PAGE)
-    options = {
-        "name": APP,
-        "image": IMAGE,
-        "instances": 3,
-        "cpus": 0.1,
-        "mem": 32,
-        "container_port": 80,
-        "hosts": ["cfg.dockyard.test"],
-        "service_port": SERVICE_PORT,
-        "env": {"APP_VERSION": "c1"},
-        "health": {"path": "/cgi-bin/health", "interval": "1s", "grace_period": "3s", "failures": 3},
-        "upgrade": {"drain_timeout": "3s"},
-        "config": [
-            {
-                "name": "page",
-                "src": str(template),
-                "destination": "/www/config/page.txt",
-                "on_change": on_change,
-                "max_drop": "50%",
-            }
-        ],
-        "deadline": "5m",
-    }
+    options = app_options(APP, SERVICE_PORT, {"APP_VERSION": "c1"}, "3s")
+    page = {"name": "page", "src": str(template), "destination": "/www/config/page.txt", "on_change": on_change}
+    options["config"] = [{**page, "max_drop": "50%"}]
     if environment:
         options["environment"] = environment
-    options.update(changes)
-    return options
+    return {**options, **changes}
 
 
 def pages(routers: list, rounds: int = 6) -> set:

@@ -234,18 +234,6 @@ def test_leftover_directory_of_an_earlier_run_is_removed(setup, running_agent):
 
 
 # -- the signal path on a real engine ---------------------------------------------------------------
-@pytest.fixture
-def engine():
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except Exception as error:
-        pytest.skip(f"no Docker engine answers ({error}); the signal path needs one")
-    yield client
-    client.close()
-
-
 def lab_image(client) -> str:
     images = [tag for image in client.images.list() for tag in image.tags if tag.startswith("dockyard-lab-base:")]
     if not images:
@@ -253,11 +241,11 @@ def lab_image(client) -> str:
     return images[0]
 
 
-def test_signal_reaches_a_real_container(setup, running_agent, engine):
+def test_signal_reaches_a_real_container(setup, running_agent, docker_client):
     agent, cp, service, base = setup["agent"], setup["config_prefix"], setup["service"], setup["base"]
     script = 'trap "echo got-hup" HUP; while true; do sleep 0.1; done'
-    container = engine.containers.run(
-        lab_image(engine),
+    container = docker_client.containers.run(
+        lab_image(docker_client),
         ["sh", "-c", script],
         detach=True,
         labels={restart.SERVICE_NAME_LABEL: service},

@@ -11,18 +11,6 @@ docker = pytest.importorskip("docker")
 
 
 @pytest.fixture(scope="session")
-def docker_client():
-    """The machine's Docker engine; the Docker tests are skipped only when none answers (CI runs `make engine`)."""
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except Exception as error:
-        pytest.skip(f"no Docker engine answers ({error}); run `make engine`")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
 def image(docker_client):
     """The lab base image (built locally by `make base-image`; nothing can be pulled here)."""
     tag = subprocess.run(
