@@ -27,6 +27,21 @@ generation shows 0; `failed` counts consecutive failed reloads and falls back to
 0 on the next good one. While the master re-executes, its socket refuses or
 resets connections: reads are retried until the deadline.
 
+With --state-file, the helper first saves the current worker's `show servers
+state` (master CLI: `@1 show servers state`, the newest worker) to that file,
+written whole (temporary file, then rename). The configuration names the file
+(`server-state-file`, `load-server-state-from-file global`): the master reads it
+when it loads the new configuration, so a server its checks marked DOWN stays
+DOWN in the new worker until a check passes, instead of starting UP and taking
+requests. HAProxy applies a saved line by backend and server name and takes its
+port over the configuration's, so only the lines of servers that the new
+configuration (--config) has at the same address and port are kept. A state
+that cannot be saved does not stop the reload: the helper says so on stderr and
+in syslog (identifier dockyard-haproxy-reload: the renderer keeps a command's
+output only when the command fails), removes the file (a stale state must not
+be loaded instead) and reloads; the new worker then starts every server UP, as
+without the file.
+
 Runs with the node's python3 standard library only. Exit status 0 when the
 reload is confirmed (one line on stdout), 1 otherwise (one line on stderr
 naming what was seen), 2 on bad arguments.
@@ -35,11 +50,15 @@ naming what was seen), 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import re
 import shlex
 import socket
 import subprocess
 import sys
+import syslog
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -48,6 +67,12 @@ DEFAULT_COMMAND = ("systemctl", "reload", "haproxy")
 DEFAULT_TIMEOUT = 20.0  # below the renderer's command_timeout (30s), so that this helper says what it saw
 POLL_INTERVAL = 0.1
 REPLY_LIMIT = 1 << 20
+STATE_LIMIT = 64 << 20  # a few hundred bytes per server
+STATE_TIMEOUT = 5.0
+SYSLOG_IDENT = "dockyard-haproxy-reload"
+STATE_FIELDS = 20  # HAProxy reads a line of format 1 with 20 to 25 fields
+# `show servers state` starts with its format version (1 on 2.6) and the column names.
+_STATE_HEAD = re.compile(r"1\n# be_id be_name srv_id srv_name ")
 
 _MASTER = re.compile(r"(?P<pid>[0-9]+)\s+master\s+(?P<reloads>[0-9]+)(?:\s+\[failed:\s*(?P<failed>[0-9]+)\])?(?:\s.*)?")
 _WORKER = re.compile(r"(?P<pid>[0-9]+)\s+worker\s+(?P<reloads>[0-9]+)(?:\s.*)?")
@@ -101,19 +126,28 @@ def parse_show_proc(text: str) -> Processes:
     )
 
 
-def show_proc_once(path: str, timeout: float) -> Processes:
+def ask_master(path: str, command: str, timeout: float, limit: int) -> str:
+    """One command on the master CLI; its whole answer (at most limit bytes)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(max(timeout, 0.1))
         sock.connect(path)
-        sock.sendall(b"show proc\n")
+        sock.sendall(command.encode() + b"\n")
         sock.shutdown(socket.SHUT_WR)
-        reply = b""
-        while len(reply) < REPLY_LIMIT:
+        chunks = []
+        size = 0
+        while size <= limit:
             chunk = sock.recv(65536)
             if not chunk:
                 break
-            reply += chunk
-    return parse_show_proc(reply.decode("utf-8", "replace"))
+            chunks.append(chunk)
+            size += len(chunk)
+    if size > limit:
+        raise ValueError(f"the answer to {command} exceeds {limit} bytes")
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def show_proc_once(path: str, timeout: float) -> Processes:
+    return parse_show_proc(ask_master(path, "show proc", timeout, REPLY_LIMIT))
 
 
 def show_proc(path: str, deadline: float) -> Processes:
@@ -125,6 +159,115 @@ def show_proc(path: str, deadline: float) -> Processes:
             if time.monotonic() >= deadline:
                 raise ReloadError(f"HAProxy's master CLI {path} did not answer show proc: {error}") from error
         time.sleep(POLL_INTERVAL)
+
+
+def write_whole(path: str, text: str) -> None:
+    """Writes text to path through a temporary file in its directory: a reader sees the old file or the new one."""
+    directory, name = os.path.split(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def parse_address(text: str) -> tuple | None:
+    """(address, port) of "10.0.0.1:80" or "[fd00::1]:80", the address in its canonical form; None otherwise."""
+    if text.startswith("["):
+        host, separator, port = text[1:].partition("]:")
+    else:
+        host, separator, port = text.rpartition(":")
+    if not separator or not port.isdigit():
+        return None
+    try:
+        return str(ipaddress.ip_address(host)), str(int(port))
+    except ValueError:
+        return None
+
+
+def configured_servers(config: str) -> dict:
+    """{(backend, server): (address, port)} of the `server` lines in a configuration's backends."""
+    servers = {}
+    backend = None
+    for raw in config.splitlines():
+        words = raw.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if not raw[0].isspace():  # a section header
+            backend = words[1] if words[0] == "backend" and len(words) > 1 else None
+        elif backend and words[0] == "server" and len(words) > 2:
+            servers[(backend, words[1])] = parse_address(words[2])
+    return servers
+
+
+def state_for(answer: str, config: str) -> str:
+    """The lines of `show servers state` whose server the new configuration has at the same address and port.
+
+    HAProxy applies a saved line by backend and server name, and takes the saved port even when the
+    configuration gives another one: a server whose instance moved must start afresh instead."""
+    servers = configured_servers(config)
+    lines = answer.splitlines()
+    kept = lines[:2]  # the format version and the column names
+    for line in lines[2:]:
+        fields = line.split()
+        if len(fields) < STATE_FIELDS:
+            continue
+        saved = parse_address(f"[{fields[4]}]:{fields[18]}")  # srv_addr, srv_port
+        if saved is not None and servers.get((fields[1], fields[3])) == saved:  # be_name, srv_name
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def save_server_state(path: str, state_file: str, config_file: str, deadline: float) -> None:
+    """Saves the newest worker's `show servers state`, as far as config_file keeps its servers, to state_file;
+    raises ReloadError saying why it could not."""
+    try:
+        answer = ask_master(path, "@1 show servers state", min(STATE_TIMEOUT, deadline - time.monotonic()), STATE_LIMIT)
+    except (OSError, ValueError) as error:
+        raise ReloadError(f"HAProxy's master CLI {path} did not answer show servers state: {error}") from error
+    if not _STATE_HEAD.match(answer):
+        said = " | ".join(answer.strip().splitlines()[:2])[:200]
+        raise ReloadError(f"HAProxy's answer to show servers state is not a server state: {said or 'nothing'}")
+    try:
+        with open(config_file, encoding="utf-8", errors="replace") as stream:
+            config = stream.read()
+    except OSError as error:
+        raise ReloadError(f"cannot read {config_file}: {error.strerror or error}") from error
+    try:
+        write_whole(state_file, state_for(answer, config))
+    except OSError as error:
+        raise ReloadError(f"cannot write {state_file}: {error.strerror or error}") from error
+
+
+def keep_server_state(path: str, state_file: str, config_file: str, deadline: float) -> None:
+    """Saves the server state for the reload; on failure says so on stderr and removes the previous file."""
+    try:
+        save_server_state(path, state_file, config_file, deadline)
+    except ReloadError as error:
+        try:
+            os.unlink(state_file)
+            removed = "removed the previous one"
+        except FileNotFoundError:
+            removed = "there was no previous one"
+        except OSError as unlink_error:
+            removed = f"could not remove the previous one either ({unlink_error.strerror}): the reload loads it"
+        warn(
+            f"server state not saved, reloading without it (every server starts UP until its checks say otherwise;"
+            f" {state_file}: {removed}): {' '.join(str(error).split())}"
+        )
+
+
+def warn(message: str) -> None:
+    """One line on stderr and in syslog: the renderer keeps a command's output only when the command fails."""
+    print(message, file=sys.stderr)
+    syslog.openlog(SYSLOG_IDENT, 0, syslog.LOG_DAEMON)
+    syslog.syslog(syslog.LOG_WARNING, message)
 
 
 def run_command(command: list, deadline: float) -> None:
@@ -184,6 +327,11 @@ def main(argv: list | None = None) -> int:
     )
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help=f"the master CLI socket (default {DEFAULT_SOCKET})")
     parser.add_argument(
+        "--state-file",
+        help="save the worker's server state to this file (the configuration's server-state-file) before reloading",
+    )
+    parser.add_argument("--config", help="the configuration the reload loads (needed with --state-file)")
+    parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds for the whole reload (default %(default)s)"
     )
     parser.add_argument(
@@ -194,10 +342,14 @@ def main(argv: list | None = None) -> int:
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.state_file and not (os.path.isabs(args.state_file) and args.config):
+        parser.error("--state-file must be an absolute path, and needs --config")
     command = args.command or list(DEFAULT_COMMAND)
     deadline = time.monotonic() + args.timeout
     try:
         before = show_proc(args.socket, deadline)
+        if args.state_file:
+            keep_server_state(args.socket, args.state_file, args.config, deadline)
         run_command(command, deadline)
         after = confirm(before, args.socket, deadline)
     except ReloadError as error:

@@ -105,6 +105,8 @@ class Router:
             "haproxy_maxconn": 2000,
             # Tests take free ports from the kernel's ephemeral range as service ports.
             "haproxy_service_port_range": {"first": 1024, "last": 65535},
+            # The reload helper saves the server state here (the role's default is under the chroot).
+            "haproxy_server_state_file": str(workdir / "server-state"),
             **variables,
         }
         self.live = workdir / "dockyard.cfg"
@@ -131,6 +133,8 @@ class Router:
     def helper_argv(self, command: list, timeout: float = 15) -> list:
         """The role's reload helper on this router's master socket, around command."""
         helper = [sys.executable, "-I", str(RELOAD_HELPER), "--socket", str(self.master_socket)]
+        if self.variables["haproxy_server_state_file"]:
+            helper += ["--state-file", self.variables["haproxy_server_state_file"], "--config", str(self.live)]
         return [*helper, "--timeout", str(timeout), "--", *command]
 
     def start_haproxy(self) -> None:
@@ -262,6 +266,7 @@ class Backend:
     def __init__(self, name: str):
         self.name = name
         self.hits = 0
+        self.health_status = 200  # the answer to /health
         self.stopped = False
         backend = self
 
@@ -272,7 +277,7 @@ class Backend:
                 body = backend.name.encode()
                 if self.path != "/health":
                     backend.hits += 1
-                self.send_response(200)
+                self.send_response(backend.health_status if self.path == "/health" else 200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
