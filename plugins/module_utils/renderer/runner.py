@@ -462,7 +462,10 @@ class Runner:
                     "command_failures",
                     rerun="ok" if again.ok else again.describe(),
                 )
-            logs.event(logging.INFO, "command ran", template=config.name)
+            # Its output too: a command that succeeds may still have something to say (a reload without its
+            # server state, say), and the renderer's log is where an operator looks.
+            said = {"output": ran.output.strip()[-500:]} if ran.output.strip() else {}
+            logs.event(logging.INFO, "command ran", template=config.name, **said)
         if self.on_change is not None:
             self.on_change(state)
         return "rendered"

@@ -36,11 +36,10 @@ DOWN in the new worker until a check passes, instead of starting UP and taking
 requests. HAProxy applies a saved line by backend and server name and takes its
 port over the configuration's, so only the lines of servers that the new
 configuration (--config) has at the same address and port are kept. A state
-that cannot be saved does not stop the reload: the helper says so on stderr and
-in syslog (identifier dockyard-haproxy-reload: the renderer keeps a command's
-output only when the command fails), removes the file (a stale state must not
-be loaded instead) and reloads; the new worker then starts every server UP, as
-without the file.
+that cannot be saved does not stop the reload: the helper says so on stderr
+(the renderer logs a command's output), removes the file (a stale state must
+not be loaded instead) and reloads; the new worker then starts every server UP,
+as without the file.
 
 Runs with the node's python3 standard library only. Exit status 0 when the
 reload is confirmed (one line on stdout), 1 otherwise (one line on stderr
@@ -57,7 +56,6 @@ import shlex
 import socket
 import subprocess
 import sys
-import syslog
 import tempfile
 import time
 from dataclasses import dataclass
@@ -69,7 +67,6 @@ POLL_INTERVAL = 0.1
 REPLY_LIMIT = 1 << 20
 STATE_LIMIT = 64 << 20  # a few hundred bytes per server
 STATE_TIMEOUT = 5.0
-SYSLOG_IDENT = "dockyard-haproxy-reload"
 STATE_FIELDS = 20  # HAProxy reads a line of format 1 with 20 to 25 fields
 # `show servers state` starts with its format version (1 on 2.6) and the column names.
 _STATE_HEAD = re.compile(r"1\n# be_id be_name srv_id srv_name ")
@@ -264,10 +261,8 @@ def keep_server_state(path: str, state_file: str, config_file: str, deadline: fl
 
 
 def warn(message: str) -> None:
-    """One line on stderr and in syslog: the renderer keeps a command's output only when the command fails."""
+    """One line on stderr, which the renderer logs with the command's outcome."""
     print(message, file=sys.stderr)
-    syslog.openlog(SYSLOG_IDENT, 0, syslog.LOG_DAEMON)
-    syslog.syslog(syslog.LOG_WARNING, message)
 
 
 def run_command(command: list, deadline: float) -> None:

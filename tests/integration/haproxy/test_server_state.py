@@ -100,6 +100,8 @@ def test_a_down_server_stays_down_across_a_structural_reload_until_its_check_pas
     assert answers == {(200, "web-good"): BURST}, answers
     assert bad.hits == hits_before
     assert " app_web " in Path(proxy.variables["haproxy_server_state_file"]).read_text()
+    # The renderer logs the helper's output, so the warning would be there: its line of success is.
+    assert "reload confirmed" in proxy.renderer.log()
     assert "server state not saved" not in proxy.renderer.log()
 
     bad.health_status = 200
