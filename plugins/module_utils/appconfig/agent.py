@@ -406,8 +406,8 @@ class AppConfigAgent:
             return
         try:
             running = self.containers.of_service(definition.service)
-            for summary in running:
-                self.containers.signal(summary["Id"], template.signal)
+            # Docker's answer per container: one that stopped meanwhile is not counted as told.
+            told = sum(self.containers.signal(summary["Id"], template.signal) for summary in running)
         except DockerError as error:
             logs.event(logging.ERROR, "cannot signal the config change", service=definition.service, error=error)
             return
@@ -417,5 +417,6 @@ class AppConfigAgent:
             service=definition.service,
             template=template.name,
             signal=template.signal,
-            containers=len(running),
+            containers=told,
+            gone=len(running) - told,
         )
