@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 
@@ -27,6 +26,7 @@ from ..daemon import logs
 from ..daemon.consul import ConsulClient, ConsulError, kv_path
 from ..daemon.retry import backoff_delay
 from ..registrator.docker_source import DockerError, DockerSource
+from ..renderer import render as files
 from ..renderer.config import Config as RendererConfig
 from ..renderer.config import TemplateConfig, Wait, WatchSettings
 from ..renderer.runner import Runner
@@ -100,22 +100,6 @@ def definition_error_status(node: str, service: str, reason: str, now: float) ->
     return build_status(node, service, False, None, ((DEFINITION_ERROR, reason[: layout.MAX_ERROR_TEXT]),), now)
 
 
-def write_atomically(path: str, data: bytes, mode: int) -> None:
-    """Written beside it, synced, then renamed over it: a reader sees the old or the new, whole."""
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def link_files(service_dir: str) -> None:
     """files -> rendered, made whole: a link under a temporary name, renamed over the final one."""
     temporary = os.path.join(service_dir, f".files-{os.getpid()}")
@@ -139,7 +123,9 @@ def prepare(definition, base: str) -> None:
     make_dir(layout.state_dir(service, base), 0o700)
     token_dir = layout.token_dir(service, base)
     make_dir(token_dir, 0o755)
-    write_atomically(os.path.join(token_dir, layout.TOKEN_FILE), definition.token.encode("ascii"), FILE_MODE)
+    token_file = os.path.join(token_dir, layout.TOKEN_FILE)
+    # The renderer's own whole-file write: beside it, synced, then renamed over it.
+    files.commit(files.write_candidate(token_file, definition.token.encode("ascii"), FILE_MODE), token_file)
 
 
 class ServiceRender:
