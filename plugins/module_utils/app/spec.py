@@ -745,6 +745,12 @@ def _registry_auth(raw, where: str = "registry_auth") -> RegistryAuth | None:
     return RegistryAuth(username=username, password=password)
 
 
+def named(error: ValueError) -> SpecError:
+    """A SpecError from a LayoutError or ConfigError, whose messages start with the field they name."""
+    field_name, _colon, reason = str(error).partition(": ")
+    return SpecError(field_name, reason)
+
+
 def _environment(raw) -> str | None:
     if raw is None or raw == "":
         return None
@@ -755,7 +761,7 @@ def _config_kv_prefix(raw) -> str:
     try:
         return layout.parse_prefix(raw, "config_kv_prefix")
     except layout.LayoutError as error:
-        raise SpecError("config_kv_prefix", str(error).split(": ", 1)[1]) from None
+        raise named(error) from None
 
 
 def _config_template(raw, index: int, root: str):
@@ -770,7 +776,7 @@ def _config_template(raw, index: int, root: str):
         try:
             max_drop = share(max_drop, f"{where}.max_drop")
         except ConfigError as error:
-            raise SpecError(f"{where}.max_drop", str(error).split(": ", 1)[1]) from None
+            raise named(error) from None
     document = {
         "name": _given(raw, "name", default_name),
         "contents": raw.get("contents"),
@@ -783,8 +789,7 @@ def _config_template(raw, index: int, root: str):
     try:
         template = layout.parse_template(document, where)
     except layout.LayoutError as error:
-        field_name, _colon, reason = str(error).partition(": ")
-        raise SpecError(field_name, reason) from None
+        raise named(error) from None
     if not template.prefix.startswith(root):
         # The app's token reads its prefixes: one outside the app's own folder would read another app's keys.
         raise SpecError(f"{where}.prefix", f"must lie in the app's own folder {root}, got {template.prefix!r}")
@@ -800,7 +805,7 @@ def _config(raw, root: str) -> tuple:
     try:
         return layout.check_templates(templates, "config")
     except layout.LayoutError as error:
-        raise SpecError("config", str(error).split(": ", 1)[1]) from None
+        raise named(error) from None
 
 
 def parse_spec(options) -> AppSpec:
