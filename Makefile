@@ -74,8 +74,10 @@ sanity: venv
 unit: venv
 	pytest tests/unit
 
+# Three workers on two cores: the tests mostly wait on real daemons. tests/integration/conftest.py keeps each
+# file on one worker and every Docker test on the same one.
 integration: venv tools base-image
-	pytest tests/integration
+	pytest -n 3 tests/integration
 
 # Every scenario runs even after one fails; the summary at the end names the
 # failed scenarios and their failing tests and tasks, since CI shows only the

@@ -64,7 +64,8 @@ class Site:
                 f"    localhost: {{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}\n"
             )
             (inventory / "group_vars" / "all.yml").write_text(
-                f"dockyard_consul_address: {agent.address}\ndockyard_deployer_consul_token: {MASTER_TOKEN}\n"
+                f"dockyard_consul_address: {agent.address}\ndockyard_consul_scheme: http\n"
+                f"dockyard_deployer_consul_token: {MASTER_TOKEN}\n"
             )
             agent.delete_tree(f"config/{environment}/{APP}")
 

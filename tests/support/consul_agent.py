@@ -18,20 +18,33 @@ from support.waiting import wait_for
 MASTER_TOKEN = "00000000-0000-4000-8000-00000000beef"
 
 
-# Ports already handed out: the kernel may hand a just-closed port out again, and two
-# listeners of one test (HAProxy's management port, the renderer's status port) then collide.
-HANDED_OUT_PORTS: set = set()
+# Each test process hands out ports from a block of its own, one after another, below the
+# kernel's ephemeral range (32768 and up). So a port is never handed out twice: not by this
+# process (the kernel may give a just-closed port out again, and two listeners of one test
+# then collide), not by another pytest-xdist worker, and not by the kernel to a connection.
+PORT_BLOCK_SIZE = 2000
+FIRST_PORT_BLOCK = 12000
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+BLOCK_START = FIRST_PORT_BLOCK + _worker_index() * PORT_BLOCK_SIZE
+UNTRIED_PORTS = iter(range(BLOCK_START, BLOCK_START + PORT_BLOCK_SIZE))
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now and that this test process has not handed out before."""
-    while True:
+    """A loopback port nothing listens on now and that no test process has handed out before."""
+    for port in UNTRIED_PORTS:
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in HANDED_OUT_PORTS:
-            HANDED_OUT_PORTS.add(port)
-            return port
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"this test process used all {PORT_BLOCK_SIZE} ports of its block from {BLOCK_START}")
 
 
 def consul_binary() -> str:

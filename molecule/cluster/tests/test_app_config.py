@@ -51,7 +51,7 @@ def set_keys(workdir: Path, environment: str, data: dict, state: str = "present"
         "ca_path": "/etc/consul.d/tls/ca.pem",
         "client_cert": "/etc/consul.d/tls/agent.pem",
         "client_key": "/etc/consul.d/tls/agent-key.pem",
-        "token": "{{ dockyard_deployer_consul_token }}",
+        "token": "{{ lookup('dockyard.platform.consul_token', 'deployer') }}",
         "prefix": f"config/{environment}/{APP}",
         "state": state,
     }
