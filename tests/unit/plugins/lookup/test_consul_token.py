@@ -6,35 +6,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleError
 from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import VaultLib, VaultSecret
-from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
-from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 from ansible_collections.dockyard.platform.plugins.lookup.consul_token import TOKEN_NAME_GRAMMAR, token_file
 from hypothesis import given
 from hypothesis import strategies as st
-
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".cache" / "collections"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def collection_loader():
-    """Ansible's collection loader for this module only (see test_environment_dir.py for why it steps aside)."""
-    plain = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "ansible_collections"}
-    for name in plain:
-        del sys.modules[name]
-    init_plugin_loader([str(COLLECTIONS)])
-    yield
-    _AnsibleCollectionFinder._remove()
-    for name in [name for name in sys.modules if name.split(".")[0] == "ansible_collections"]:
-        del sys.modules[name]
-    sys.modules.update(plain)
 
 
 def store_token(root: Path, name: str, secret: str, datacenter: str = "dc1", vault: VaultLib | None = None) -> Path:

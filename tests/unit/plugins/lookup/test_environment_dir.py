@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import os
 import string
-import sys
-from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleError
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
-from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 from ansible_collections.dockyard.platform.plugins.lookup.environment_dir import (
     EnvironmentNameError,
     environment_dir,
@@ -26,25 +22,7 @@ from ansible_collections.dockyard.platform.plugins.lookup.environment_dir import
 from hypothesis import given
 from hypothesis import strategies as st
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".cache" / "collections"
 LOOKUP = "{{ lookup('dockyard.platform.environment_dir') }}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def collection_loader():
-    """Ansible's collection loader, as ansible-playbook runs it, for this module only.
-
-    The suite imports the collection as a plain package (pytest's pythonpath); the loader refuses those modules,
-    so they step aside while it runs and come back after it."""
-    plain = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "ansible_collections"}
-    for name in plain:
-        del sys.modules[name]
-    init_plugin_loader([str(COLLECTIONS)])
-    yield
-    _AnsibleCollectionFinder._remove()
-    for name in [name for name in sys.modules if name.split(".")[0] == "ansible_collections"]:
-        del sys.modules[name]
-    sys.modules.update(plain)
 
 
 def looked_up(**variables) -> str:
