@@ -74,11 +74,11 @@ def test_status_names_each_leader_every_router_and_the_app_serving(deployed):
 
 
 def test_a_stopped_zookeeper_member_shows_and_the_rest_is_still_reported(deployed):
-    _, before = status(deployed)
+    before = status(deployed)[1]
     follower = next(member["node"] for member in before["zookeeper"]["members"] if member["mode"] == "follower")
     node_exec(follower, "systemctl stop zookeeper")
     try:
-        _, found = status(deployed)
+        found = status(deployed)[1]
     finally:
         node_exec(follower, "systemctl start zookeeper")
         back = lab_host(follower)
