@@ -1,9 +1,9 @@
-"""The Consul cluster: a leader and three voters, ACLs that deny by default,
+"""The Consul cluster: a leader and three voters (the agents), a client agent on the manager, ACLs that deny by default,
 gossip encryption and TLS, and secrets that are created only once."""
 
 import json
 
-from cluster import CONSUL_STORE, NODES, TLS, consul_api, consul_token, management_token
+from cluster import CONSUL_STORE, COORDINATION, NODES, TLS, consul_api, consul_token, management_token
 
 testinfra_hosts = ["manager1"]
 
@@ -12,8 +12,17 @@ def test_leader_and_three_voters(host):
     status, body = consul_api(host, "operator/raft/configuration", management_token())
     assert status == 200, body
     servers = json.loads(body)["Servers"]
-    assert sorted(server["Node"] for server in servers if server["Voter"]) == sorted(NODES)
+    assert sorted(server["Node"] for server in servers if server["Voter"]) == sorted(COORDINATION)
     assert len([server for server in servers if server["Leader"]]) == 1
+
+
+def test_every_node_is_an_alive_member(host):
+    status, body = consul_api(host, "agent/members", management_token())
+    assert status == 200, body
+    members = {member["Name"]: member for member in json.loads(body)}
+    assert sorted(members) == sorted(NODES)
+    assert all(member["Status"] == 1 for member in members.values()), members
+    assert members["manager1"]["Tags"]["role"] == "node", "the manager is a client agent, not a server"
 
 
 def test_deployer_token_writes_and_reads_kv(host):
