@@ -103,5 +103,5 @@ test: lint sanity unit integration molecule
 fuzz: venv tools
 	HYPOTHESIS_EXAMPLES=2000 HYPOTHESIS_RANDOM=1 pytest tests/integration/haproxy/test_hostile_data.py -k property
 
-bench: venv tools
+bench: venv tools base-image
 	for benchmark in benchmarks/bench_*.py; do python $$benchmark; done

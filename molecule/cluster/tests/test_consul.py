@@ -3,7 +3,7 @@ gossip encryption and TLS, and secrets that are created only once."""
 
 import json
 
-from cluster import CONSUL_STORE, COORDINATION, NODES, TLS, consul_api, consul_token, management_token
+from cluster import CONSUL_STORE, COORDINATION, NODES, TLS, consul_api, consul_token, lab_host, management_token
 
 testinfra_hosts = ["manager1"]
 
@@ -47,7 +47,9 @@ def test_deployer_cannot_write_instances(host):
     assert status == 403
 
 
-def test_keyring_holds_the_one_stored_gossip_key(host):
+def test_keyring_holds_the_one_stored_gossip_key():
+    # Keyring operations go to a server's agent.
+    host = lab_host(COORDINATION[0])
     key = (CONSUL_STORE / "gossip.key").read_text().strip()
     env = (
         "CONSUL_HTTP_ADDR=https://127.0.0.1:8501 CONSUL_CACERT=/etc/consul.d/tls/ca.pem "
@@ -89,7 +91,9 @@ def test_acls_were_bootstrapped_once(host):
     assert status == 403
 
 
-def test_snapshot_timer_saves_a_snapshot(host):
+def test_snapshot_timer_saves_a_snapshot():
+    # Servers save the snapshots; the manager's client agent has none to save.
+    host = lab_host(COORDINATION[0])
     assert host.service("consul-snapshot.timer").is_running
     host.check_output("systemctl start consul-snapshot.service")
     assert host.check_output("ls /var/backups/consul").count(".snap") >= 1
