@@ -15,12 +15,14 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(CACHE)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(CACHE)/collections
 
-.PHONY: help lab lab-down test test-fast lint sanity unit integration molecule bench fuzz \
+.PHONY: help lab lab-down lab-environments lab-environments-down test test-fast lint sanity unit integration molecule bench fuzz \
         build venv engine base-image tools
 
 help:
 	@echo "make lab        bring up the local lab cluster, run playbooks/site.yml on it, deploy the demo app"
 	@echo "make lab-down   remove every lab container, network and volume"
+	@echo "make lab-environments       two lab environments of different shapes, side by side (docs/lab.md)"
+	@echo "make lab-environments-down  remove both, with their secrets directories"
 	@echo "make test       lint, sanity, unit, integration and every Molecule scenario"
 	@echo "make test-fast  lint and unit tests"
 	@echo "make bench      benchmarks under benchmarks/"
@@ -56,6 +58,12 @@ lab: venv base-image
 
 lab-down: venv
 	ansible-playbook lab/down.yml
+
+lab-environments: venv base-image
+	bash lab/environments/demo.sh
+
+lab-environments-down: venv
+	bash lab/environments/demo.sh clean
 
 build: venv
 	ansible-galaxy collection build --force --output-path $(CACHE)/dist
