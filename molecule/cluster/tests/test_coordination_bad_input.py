@@ -35,7 +35,9 @@ def test_empty_consul_server_group_fails_naming_the_hosts(tmp_path):
 
 def test_empty_zookeeper_group_fails_naming_the_hosts(tmp_path):
     run = play_role("zookeeper", tmp_path, variables={"zookeeper_group": "nobody"})
-    run.assert_refused("the group 'nobody' (zookeeper_group) is empty", "hosts in this play: agent1, agent2, agent3, manager1")
+    run.assert_refused(
+        "the group 'nobody' (zookeeper_group) is empty", "hosts in this play: agent1, agent2, agent3, manager1"
+    )
     run.assert_changed_nothing()
 
 
