@@ -81,6 +81,8 @@ class ConsulAgent:
             "log_level": "warn",
             "disable_update_check": True,
             "performance": {"raft_multiplier": 1},
+            # Lets a test see a session expire in seconds (Consul's floor is 10 s).
+            "session_ttl_min": "1s",
         }
         if self.acl:
             config["acl"] = {

@@ -6,8 +6,9 @@
 - AppLock: the Consul lock on P app-config-locks/<app>, held by a session renewed while it is held,
   so that across the cluster one node at a time restarts an app's instances.
 - Restarter: a worker thread that restarts a service's local containers one by one, each only after
-  Swarm has replaced the previous one and its instance is registered in Consul. Requests for one
-  service coalesce while they wait; the renderers' threads only queue them.
+  Swarm has replaced the previous one and the replacement's instance is registered in Consul, on
+  whichever node Swarm placed it. Requests for one service coalesce while they wait; the renderers'
+  threads only queue them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import time
 from ..daemon import logs, routing
 from ..daemon.consul import ConsulError, kv_path
 from ..registrator.docker_source import DockerError, docker
-from ..registrator.instances import APP_LABEL, TASK_LABEL
 from . import layout
 
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
@@ -83,12 +83,17 @@ class AppLock:
     def acquire(self, stopping: threading.Event, poll: float = 1.0) -> bool:
         """Blocks until the lock is held (True) or stopping is set (False). Raises ConsulError."""
         self.session = self.client.session_create(f"dockyard-app-config {self.holder}", f"{self.ttl:g}s", "release")
-        while not stopping.is_set():
-            if self.client.kv_acquire(self.key, self.holder.encode(), self.session):
-                threading.Thread(target=self._renew, name=f"renew {self.key}", daemon=True).start()
-                return True
-            stopping.wait(poll)
-        self._destroy()
+        # Renewed while it waits too: another node's restarts can hold the lock for longer than the TTL.
+        threading.Thread(target=self._renew, name=f"renew {self.key}", daemon=True).start()
+        try:
+            while not stopping.is_set():
+                if self.client.kv_acquire(self.key, self.holder.encode(), self.session):
+                    return True
+                stopping.wait(poll)
+        except BaseException:
+            self._end()
+            raise
+        self._end()
         return False
 
     def _renew(self) -> None:
@@ -101,33 +106,33 @@ class AppLock:
                 logs.event(logging.WARNING, "restart lock renewal failed, retrying", key=self.key, error=error)
 
     def release(self) -> None:
-        self._released.set()
         try:
             self.client.request("PUT", kv_path(self.key), params={"release": self.session}, body=b"")
         except ConsulError as error:
             logs.event(logging.WARNING, "restart lock not released; its session's end frees it", error=error)
-        self._destroy()
+        self._end()
 
-    def _destroy(self) -> None:
+    def _end(self) -> None:
+        """Stops the renewals and destroys the session."""
+        self._released.set()
         try:
             self.client.session_destroy(self.session)
         except ConsulError as error:
             logs.event(logging.WARNING, "restart lock session not destroyed; its TTL ends it", error=error)
 
 
-def replacement(before: set, summaries: list) -> dict | None:
-    """A running container of the service that was not among `before`: Swarm's replacement."""
-    for summary in summaries:
-        if summary["Id"] not in before:
-            return summary
-    return None
-
-
-def instance_key_of(kv_prefix: str, node: str, labels: dict) -> str | None:
-    """Where the registrator registers the container's instance; None for a container that is not an app task."""
-    if not labels.get(APP_LABEL) or not labels.get(TASK_LABEL):
-        return None
-    return routing.instance_key(kv_prefix, node, labels[APP_LABEL], labels[TASK_LABEL])
+def registered_instances(client, kv_prefix: str, app: str) -> set:
+    """The app's instances registered in Consul on every node, as (node, task). Raises ConsulError."""
+    root = f"{kv_prefix}instances/"
+    found = set()
+    for key in client.kv_keys(root):
+        try:
+            node, key_app, task = routing.parse_instance_key(key[len(root) :])
+        except routing.RouteError:
+            continue  # not an instance key: the routers refuse it too
+        if key_app == app:
+            found.add((node, task))
+    return found
 
 
 class Restarter:
@@ -185,7 +190,7 @@ class Restarter:
             return False
         try:
             running = self.containers.of_service(definition.service)
-            seen = {summary["Id"] for summary in running}
+            seen = registered_instances(self.client, self.kv_prefix, definition.app)
             for summary in running:
                 if self._stopping.is_set():
                     return False
@@ -196,10 +201,10 @@ class Restarter:
                     container=summary["Id"][:12],
                 )
                 self.containers.stop(summary["Id"])
-                if not self.wait_replaced(definition.service, seen):
+                if not self.wait_replaced(definition.app, seen):
                     logs.event(
                         logging.ERROR,
-                        "no replacement registered here in time; the rest keep what they read at their start",
+                        "no replacement registered in time; the rest keep what they read at their start",
                         service=definition.service,
                         container=summary["Id"][:12],
                         waited=f"{self.replace_timeout:g}s",
@@ -209,19 +214,17 @@ class Restarter:
         finally:
             lock.release()
 
-    def wait_replaced(self, service: str, seen: set) -> bool:
-        """Until a new running container of the service is here and its instance is in Consul (it then joins seen)."""
+    def wait_replaced(self, app: str, seen: set) -> bool:
+        """Until an instance of the app not in seen is registered, on any node (it then joins seen).
+
+        Swarm places a replacement where it likes: on another node when the cluster has more nodes than
+        the service has replicas.
+        """
         deadline = time.monotonic() + self.replace_timeout
         while not self._stopping.is_set() and time.monotonic() < deadline:
-            new = replacement(seen, self.containers.of_service(service))
-            if new is not None and self._registered(new.get("Labels") or {}):
-                seen.add(new["Id"])
+            new = registered_instances(self.client, self.kv_prefix, app) - seen
+            if new:
+                seen.update(new)
                 return True
             self._stopping.wait(self.poll)
         return False
-
-    def _registered(self, labels: dict) -> bool:
-        key = instance_key_of(self.kv_prefix, self.node, labels)
-        if key is None:
-            return True  # not an app task: nothing registers it, running is all there is to wait for
-        return self.client.get(kv_path(key)).status == 200

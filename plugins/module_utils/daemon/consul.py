@@ -356,6 +356,10 @@ class ConsulClient:
         entries = self.get(kv_path(prefix), params={"recurse": "true"}).json() or []
         return {entry["Key"]: (_value(entry), entry.get("Session")) for entry in entries}
 
+    def kv_keys(self, prefix: str) -> list:
+        """The keys under prefix (none: an empty list)."""
+        return self.get(kv_path(prefix), params={"keys": ""}).json() or []
+
     def kv_read_tree(self, prefix: str) -> list:
         """Every KV entry whose key starts with prefix, as Consul's entry objects (with ModifyIndex)."""
         return self.get(kv_path(prefix), params={"recurse": "true"}).json() or []

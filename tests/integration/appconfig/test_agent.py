@@ -290,7 +290,26 @@ def test_app_lock_is_held_by_one_node_at_a_time(setup):
     assert found[0].get("Session") is None
 
 
-def test_restarter_stops_one_at_a_time_after_each_replacement_registers(setup):
+def test_app_lock_waiting_longer_than_its_ttl_keeps_its_session(setup):
+    """Another node's restarts can hold the lock for minutes: the waiter's session must outlive the wait."""
+    client = ConsulClient(setup["config"].consul)
+    key = layout.lock_key(setup["prefix"], "shop")
+    first, second = restart.AppLock(client, key, "node-a", ttl=1), restart.AppLock(client, key, "node-b", ttl=1)
+    stopping = threading.Event()
+    assert first.acquire(stopping)
+    acquired = []
+    waiter = threading.Thread(target=lambda: acquired.append(second.acquire(stopping, poll=0.2)))
+    waiter.start()
+    time.sleep(4)  # Consul ends an unrenewed session within twice its TTL
+    assert acquired == []
+    first.release()
+    waiter.join(timeout=5)
+    assert acquired == [True]
+    assert setup["agent"].get(key) == b"node-b"
+    second.release()
+
+
+def test_restarter_stops_one_at_a_time_after_each_replacement_registers_wherever_swarm_places_it(setup):
     prefix, node, service = setup["prefix"], setup["config"].node, setup["service"]
     client = ConsulClient(setup["config"].consul)
     containers = MockContainers()
@@ -299,14 +318,21 @@ def test_restarter_stops_one_at_a_time_after_each_replacement_registers(setup):
         return {"Id": name, "Labels": {"org.dockyard.app": "shop", "com.docker.swarm.task.id": f"task-{name}"}}
 
     containers.by_service[service] = [task("old-1"), task("old-2")]
+    # Neither another app's instance nor a key outside the instance grammar passes for a replacement.
+    setup["agent"].put(instance_key(prefix, "node-z", "other", "task-z"), b"{}")
+    setup["agent"].put(f"{prefix}instances/node-z/shop", b"{}")
     registered = []
 
     def swarm_replaces(stopped):
-        """As Swarm and the registrator would: a new task starts at once, its instance registers 1 s later."""
+        """As Swarm and the registrators would: the first replacement starts on another node, the second here;
+        each instance registers 1 s later, where its container runs."""
         new = f"new-{stopped}"
-        containers.by_service[service].append(task(new))
+        where = "node-b" if stopped == "old-1" else node
+        if where == node:
+            containers.by_service[service].append(task(new))
         time.sleep(1)
-        setup["agent"].put(instance_key(prefix, node, "shop", f"task-{new}"), b"{}")
+        setup["agent"].put(f"{prefix}instances/node-z/other-{new}", b"{}")
+        setup["agent"].put(instance_key(prefix, where, "shop", f"task-{new}"), b"{}")
         registered.append((new, time.monotonic()))
 
     original_stop, stopped_at = containers.stop, []
@@ -322,7 +348,7 @@ def test_restarter_stops_one_at_a_time_after_each_replacement_registers(setup):
     parsed = layout.Definition(app="shop", service=service, token=setup["app_token"], templates=())
     assert restarter.restart_service(parsed)
     assert containers.stops == ["old-1", "old-2"]
-    assert stopped_at[1] >= registered[0][1]  # old-2 stopped only after old-1's replacement registered
+    assert stopped_at[1] >= registered[0][1]  # old-2 stopped only after old-1's replacement (on node-b) registered
     found, _headers = setup["agent"].request("GET", f"/v1/kv/{layout.lock_key(prefix, 'shop')}")
     assert found[0].get("Session") is None  # released
 

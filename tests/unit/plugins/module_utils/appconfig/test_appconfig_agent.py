@@ -159,17 +159,6 @@ def test_service_of(key, service):
     assert agent.service_of(key, "dockyard/") == service
 
 
-def test_replacement_is_a_container_not_seen_before():
-    assert restart.replacement({"a"}, [{"Id": "a"}]) is None
-    assert restart.replacement({"a"}, [{"Id": "a"}, {"Id": "b"}]) == {"Id": "b"}
-
-
-def test_instance_key_of_follows_the_routing_layout():
-    labels = {"org.dockyard.app": "shop", "com.docker.swarm.task.id": "t1"}
-    assert restart.instance_key_of("dockyard/", "node1", labels) == "dockyard/instances/node1/shop/t1"
-    assert restart.instance_key_of("dockyard/", "node1", {"org.dockyard.app": "shop"}) is None
-
-
 def test_restart_requests_for_one_service_coalesce():
     restarter = restart.Restarter(client=None, containers=None, kv_prefix="dockyard/", node="node1")
     definition = make_definition()
