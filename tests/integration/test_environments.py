@@ -8,7 +8,10 @@ the ZooKeeper password beside it, ~/.dockyard/pki/staging, ~/.dockyard/secrets/s
 site.yml runs first (playbooks/tasks/environment.yml) and then the roles' own task files that make secrets on the
 controller: the consul role's secrets.yml and ca.yml (gossip key from the real `consul keygen`, tokens, CA),
 docker_host's ca.yml (the platform CA and the operator's client certificate) and the zookeeper role's password
-default. The old layout is made by the same task files, run once for a throwaway environment and moved into place.
+default, and the lab inventories' registry password. The old layout is made by the same task files, run once for a
+throwaway environment and moved into place. The qa environment is made with a vault password (its secrets are
+encrypted at rest, docs/secrets.md), staging without one; copies of the two show a plain environment encrypted in
+place and an encrypted one refused without the password.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ansible.parsing.vault import VaultLib, VaultSecret
 
 pytestmark = pytest.mark.slow
 
@@ -66,20 +71,42 @@ SECRETS_PLAY = f"""
         - {REPO}/roles/registry/defaults/main.yml
         - {REPO}/roles/zookeeper/defaults/main.yml
 
-    - name: Make the ZooKeeper password once; the registry shares docker_host's CA
+    # Namespaced, so that the lab environments' own names (dockyard_environment) do not rename this one.
+    - name: Read the registry password as each lab inventory defines it
+      ansible.builtin.include_vars:
+        file: "{{{{ item }}}}"
+        name: __lab_{{{{ index }}}}
+      loop:
+        - {REPO}/inventories/lab/group_vars/docker_hosts.yml
+        - {REPO}/lab/environments/qa/group_vars/all.yml
+        - {REPO}/lab/environments/staging/group_vars/all.yml
+      loop_control:
+        index_var: index
+
+    # A lab inventory whose lookup read the file as it is (ansible.builtin.password) would get the vault text.
+    - name: Make the ZooKeeper and lab registry passwords once; the registry shares docker_host's CA
       ansible.builtin.assert:
         that:
           - zookeeper_deployer_password | length == 32
+          - __lab_0.lab_registry_password | length == 24
+          - __lab_1.lab_registry_password == __lab_0.lab_registry_password
+          - __lab_2.lab_registry_password == __lab_0.lab_registry_password
           - registry_pki_dir == docker_host_pki_dir
         quiet: true
       no_log: true
 """
+
+VAULT_PASSWORD = b"a throwaway vault password for qa"
+VAULT = VaultLib([("default", VaultSecret(VAULT_PASSWORD))])
+# The public files of an environment's directory; everything else in it is a secret.
+CERTIFICATES = ("ca.pem", "ca.crt", "client-cert.pem")
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
 @dataclass
 class Run:
+    returncode: int
     output: str
 
     @property
@@ -99,6 +126,10 @@ class Controller:
         self.home = base / "home"
         self.root = base / "environments"
         self.home.mkdir()
+        self.vault_password_file = base / "vault.pass"
+        self.vault_password_file.write_bytes(VAULT_PASSWORD + b"\n")
+        self.vault_password_file.chmod(0o600)
+        self.with_vault = ("--vault-password-file", str(self.vault_password_file))
 
     def inventory(self, name: str, root: Path | None = None) -> Path:
         directory = self.base / "inventories" / name
@@ -110,11 +141,14 @@ class Controller:
         (directory / "group_vars" / "all.yml").write_text(f"dockyard_secrets_root: {root or self.root}\n")
         return directory
 
-    def run(self, inventory: Path, plays: str, *options: str) -> Run:
-        playbook = self.base / "playbook.yml"
-        playbook.write_text("---" + plays)
+    def start(self, inventory: Path, plays: str, *options: str) -> subprocess.Popen:
+        """ansible-playbook started on `plays`; two may run at once."""
+        descriptor, playbook = tempfile.mkstemp(dir=self.base, prefix="playbook-", suffix=".yml")
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("---" + plays)
         environment = {
-            **os.environ,
+            # The runs have a vault password only when a test gives one.
+            **{name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_VAULT")},
             "HOME": str(self.home),
             "PATH": f"{REPO / '.cache' / 'bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -122,21 +156,34 @@ class Controller:
             "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
             "ANSIBLE_NOCOLOR": "1",
         }
-        done = subprocess.run(
-            [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook), *options],
+        return subprocess.Popen(
+            [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), playbook, *options],
             env=environment,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
-            check=False,
         )
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-        return Run(done.stdout)
+
+    @staticmethod
+    def finish(process: subprocess.Popen, succeed: bool = True) -> Run:
+        try:
+            stdout, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+        if succeed:
+            assert process.returncode == 0, stdout[-4000:] + stderr[-4000:]
+        # Warnings go to stderr.
+        return Run(process.returncode, stdout + stderr)
+
+    def run(self, inventory: Path, plays: str, *options: str) -> Run:
+        return self.finish(self.start(inventory, plays, *options))
 
     def make_old_layout_of(self, name: str) -> None:
         """The stores the old layout kept for the cluster of inventory `name`, made by today's task files."""
         made = self.base / "made-for-the-old-layout"
-        self.run(self.inventory("legacy", root=made), ENVIRONMENT_PLAY + SECRETS_PLAY)
+        self.run(self.inventory("legacy", root=made), SECRETS_PLAY)
         old = self.home / ".dockyard"
         (old / "dockyard").mkdir(parents=True)
         (old / "pki").mkdir()
@@ -150,6 +197,14 @@ class Controller:
         (old / "dockyard" / "consul-dc1" / "ca.pem").chmod(0o644)
         (old / "pki" / name / "ca.crt").chmod(0o644)
         shutil.rmtree(made)
+
+
+def is_certificate(path: Path) -> bool:
+    return path.name in CERTIFICATES
+
+
+def encrypted(content: bytes) -> bool:
+    return content.startswith(b"$ANSIBLE_VAULT;")
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes | None, int]]:
@@ -181,21 +236,32 @@ def story(tmp_path_factory) -> Story:
     controller.make_old_layout_of("staging")
     old_layout = snapshot(controller.home / ".dockyard")
     inventories = {name: controller.inventory(name) for name in ("qa", "staging")}
+    options = {"qa": controller.with_vault, "staging": ()}
     check = controller.run(inventories["staging"], ENVIRONMENT_PLAY, "--check")
     after_check = sorted(str(path.relative_to(controller.root)) for path in controller.root.rglob("*"))
-    first = {
-        name: controller.run(inventory, ENVIRONMENT_PLAY + SECRETS_PLAY) for name, inventory in inventories.items()
-    }
+
+    def both() -> dict[str, Run]:
+        # The two environments share no file, so their runs go side by side.
+        started = {
+            name: controller.start(inventory, ENVIRONMENT_PLAY + SECRETS_PLAY, *options[name])
+            for name, inventory in inventories.items()
+        }
+        runs = {name: Controller.finish(process, succeed=False) for name, process in started.items()}
+        for name, run in runs.items():
+            assert run.returncode == 0, (name, run.output[-8000:])
+        return runs
+
+    first = both()
     before_second = {name: snapshot(controller.root / name) for name in inventories}
-    second = {
-        name: controller.run(inventory, ENVIRONMENT_PLAY + SECRETS_PLAY) for name, inventory in inventories.items()
-    }
+    second = both()
     after_second = {name: snapshot(controller.root / name) for name in inventories}
     return Story(controller, old_layout, check, after_check, first, second, before_second, after_second)
 
 
 def read(story: Story, environment: str, path: str) -> bytes:
-    return (story.controller.root / environment / path).read_bytes()
+    """The file's content, decrypted when it is encrypted."""
+    content = (story.controller.root / environment / path).read_bytes()
+    return VAULT.decrypt(content) if encrypted(content) else content
 
 
 STORES = (
@@ -204,6 +270,7 @@ STORES = (
     "consul/consul-dc1/tokens/agent.json",
     "pki/ca.key",
     "pki/client-key.pem",
+    "registry/deploy.password",
     "zookeeper/zookeeper-deployer.password",
 )
 
@@ -233,6 +300,7 @@ def test_a_second_run_changes_nothing(story):
     for environment, run in story.second.items():
         assert run.changed and set(run.changed.values()) == {0}, (environment, run.changed)
         assert not run.says("Copied ")
+        # qa's secrets are encrypted, with a new salt each time: the same bytes mean none was rewritten.
         assert story.after_second[environment] == story.before_second[environment], environment
 
 
@@ -270,3 +338,78 @@ def test_check_mode_reports_the_copy_and_writes_nothing(story):
     assert story.check.changed["localhost"] > 0
     # Only the directories themselves: check mode creates nothing, so the root is still empty.
     assert story.after_check == []
+
+
+def test_a_run_with_a_vault_password_writes_every_secret_encrypted(story):
+    qa = story.controller.root / "qa"
+    files = [path for path in qa.rglob("*") if path.is_file()]
+    assert {str(path.relative_to(qa)) for path in files} >= set(STORES)
+    for path in files:
+        content = path.read_bytes()
+        if is_certificate(path):
+            assert content.startswith(b"-----BEGIN CERTIFICATE-----"), path
+        else:
+            assert encrypted(content), path
+            assert VAULT.decrypt(content), path
+    # The same roles without a vault password write the same secrets in plain text.
+    for path in STORES:
+        assert not encrypted((story.controller.root / "staging" / path).read_bytes()), path
+
+
+@dataclass
+class Copy:
+    directory: Path
+    before: dict[str, tuple[bytes | None, int]]
+    run: Run
+
+
+@pytest.fixture(scope="module")
+def copies(story) -> dict[str, Copy]:
+    """Copies (modes kept) of the plain staging, run with the vault password, and of the encrypted qa, run without.
+
+    Each is an environment of its own under a root of its own, so the story's directories stay as they were."""
+    controller = story.controller
+    root = controller.base / "copies"
+    sources = {"plain": ("staging", controller.with_vault), "locked": ("qa", ())}
+    before = {}
+    started = {}
+    for name, (source, options) in sources.items():
+        shutil.copytree(controller.root / source, root / name)
+        before[name] = snapshot(root / name)
+        started[name] = controller.start(controller.inventory(name, root=root), ENVIRONMENT_PLAY, *options)
+    return {
+        name: Copy(root / name, before[name], Controller.finish(process, succeed=False))
+        for name, process in started.items()
+    }
+
+
+def test_a_plain_environment_is_encrypted_in_place_with_its_content(copies):
+    copy = copies["plain"]
+    assert copy.run.returncode == 0, copy.run.output[-4000:]
+    assert {relative for relative, entry in copy.before.items() if entry[0] is not None} >= set(STORES)
+    for relative, (content, mode) in copy.before.items():
+        path = copy.directory / relative
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+        if content is None:
+            continue
+        now = path.read_bytes()
+        if is_certificate(path):
+            assert now == content, path
+        else:
+            assert copy.run.says(f"Encrypted {path} in place with ansible-vault (vault id default): it was plain text.")
+            assert encrypted(now), path
+            # Compared without printing the secret on failure.
+            assert (VAULT.decrypt(now) == content) is True, path
+
+
+def test_encrypted_secrets_and_no_vault_password_stop_the_run_and_change_nothing(copies):
+    copy = copies["locked"]
+    assert copy.run.returncode != 0
+    named = re.findall(
+        rf"({re.escape(str(copy.directory))}/\S+) is encrypted with ansible-vault, but this run has no vault password: "
+        "pass it with --vault-password-file, --vault-id or ANSIBLE_VAULT_PASSWORD_FILE. The file is left as it is.",
+        " ".join(copy.run.output.split()),
+    )
+    assert named, copy.run.output[-4000:]
+    assert all(encrypted(Path(path).read_bytes()) for path in named), named
+    assert snapshot(copy.directory) == copy.before
