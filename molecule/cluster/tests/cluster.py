@@ -10,7 +10,9 @@ from pathlib import Path
 
 import testinfra
 
-NODES = ("manager1", "agent1", "agent2")
+NODES = ("manager1", "agent1", "agent2", "agent3")
+# Coordination (ZooKeeper members, Consul servers) runs on the agents only.
+COORDINATION = ("agent1", "agent2", "agent3")
 LAB = "dockyard-molecule-cluster"
 # The environment is named after Molecule's inventory directory (dockyard_environment's default).
 SECRETS = (

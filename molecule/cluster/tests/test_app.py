@@ -29,7 +29,7 @@ ZOOKEEPER_DUMP = """
 import json, sys
 from kazoo.client import KazooClient
 password = sys.stdin.read()
-client = KazooClient(hosts="127.0.0.1:2181", auth_data=[("digest", "deployer:" + password)])
+client = KazooClient(hosts="agent1:2181", auth_data=[("digest", "deployer:" + password)])
 client.start(timeout=15)
 tree = {}
 def walk(path):

@@ -1,9 +1,9 @@
-"""The Consul cluster: a leader and three voters, ACLs that deny by default,
+"""The Consul cluster: a leader and three voters (the agents), a client agent on the manager, ACLs that deny by default,
 gossip encryption and TLS, and secrets that are created only once."""
 
 import json
 
-from cluster import CONSUL_STORE, NODES, TLS, consul_api, consul_token, management_token
+from cluster import CONSUL_STORE, COORDINATION, NODES, TLS, consul_api, consul_token, lab_host, management_token
 
 testinfra_hosts = ["manager1"]
 
@@ -12,8 +12,17 @@ def test_leader_and_three_voters(host):
     status, body = consul_api(host, "operator/raft/configuration", management_token())
     assert status == 200, body
     servers = json.loads(body)["Servers"]
-    assert sorted(server["Node"] for server in servers if server["Voter"]) == sorted(NODES)
+    assert sorted(server["Node"] for server in servers if server["Voter"]) == sorted(COORDINATION)
     assert len([server for server in servers if server["Leader"]]) == 1
+
+
+def test_every_node_is_an_alive_member(host):
+    status, body = consul_api(host, "agent/members", management_token())
+    assert status == 200, body
+    members = {member["Name"]: member for member in json.loads(body)}
+    assert sorted(members) == sorted(NODES)
+    assert all(member["Status"] == 1 for member in members.values()), members
+    assert members["manager1"]["Tags"]["role"] == "node", "the manager is a client agent, not a server"
 
 
 def test_deployer_token_writes_and_reads_kv(host):
@@ -38,7 +47,9 @@ def test_deployer_cannot_write_instances(host):
     assert status == 403
 
 
-def test_keyring_holds_the_one_stored_gossip_key(host):
+def test_keyring_holds_the_one_stored_gossip_key():
+    # Keyring operations go to a server's agent.
+    host = lab_host(COORDINATION[0])
     key = (CONSUL_STORE / "gossip.key").read_text().strip()
     env = (
         "CONSUL_HTTP_ADDR=https://127.0.0.1:8501 CONSUL_CACERT=/etc/consul.d/tls/ca.pem "
@@ -80,7 +91,9 @@ def test_acls_were_bootstrapped_once(host):
     assert status == 403
 
 
-def test_snapshot_timer_saves_a_snapshot(host):
+def test_snapshot_timer_saves_a_snapshot():
+    # Servers save the snapshots; the manager's client agent has none to save.
+    host = lab_host(COORDINATION[0])
     assert host.service("consul-snapshot.timer").is_running
     host.check_output("systemctl start consul-snapshot.service")
     assert host.check_output("ls /var/backups/consul").count(".snap") >= 1

@@ -4,7 +4,7 @@ against the scenario's inventory plus bad variables or a bad inventory."""
 
 import pytest
 from bad_input import play_role, unchanged
-from cluster import NODES, lab_host
+from cluster import COORDINATION, lab_host
 
 testinfra_hosts = ["manager1"]
 
@@ -20,7 +20,7 @@ WATCHED = " ".join(
 
 @pytest.fixture(autouse=True)
 def nothing_changes():
-    with unchanged([lab_host(member) for member in NODES], WATCHED):
+    with unchanged([lab_host(member) for member in COORDINATION], WATCHED):
         yield
 
 
@@ -28,14 +28,16 @@ def test_empty_consul_server_group_fails_naming_the_hosts(tmp_path):
     run = play_role("consul", tmp_path, variables={"consul_server_group": "nobody"})
     run.assert_refused(
         "the server group 'nobody' (consul_server_group) is empty",
-        "agent1, agent2, manager1 would have no server to join",
+        "agent1, agent2, agent3, manager1 would have no server to join",
     )
     run.assert_changed_nothing()
 
 
 def test_empty_zookeeper_group_fails_naming_the_hosts(tmp_path):
     run = play_role("zookeeper", tmp_path, variables={"zookeeper_group": "nobody"})
-    run.assert_refused("the group 'nobody' (zookeeper_group) is empty", "hosts in this play: agent1, agent2, manager1")
+    run.assert_refused(
+        "the group 'nobody' (zookeeper_group) is empty", "hosts in this play: agent1, agent2, agent3, manager1"
+    )
     run.assert_changed_nothing()
 
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cluster import NODES, SECRETS, lab_host, node_exec, zk_mode
+from cluster import COORDINATION, NODES, SECRETS, lab_host, node_exec, zk_mode
 from deploying import ROOT, app_options, build_image, deploy
 from support.waiting import wait_for
 
@@ -47,17 +47,18 @@ def test_status_names_each_leader_every_router_and_the_app_serving(deployed):
     assert found["environment"] == SECRETS.name
     assert {node["name"] for node in found["nodes"]} == set(NODES)
     manager = next(node for node in found["nodes"] if node["name"] == "manager1")
-    assert {"scheduler_masters", "routers", "zookeeper", "consul_servers"} <= set(manager["roles"]), manager
+    assert {"scheduler_masters", "routers"} <= set(manager["roles"]), manager
+    assert not {"zookeeper", "consul_servers"} & set(manager["roles"]), manager
 
     zookeeper = found["zookeeper"]
-    assert zookeeper["quorum"] and zookeeper["leader"] in NODES, zookeeper
+    assert zookeeper["quorum"] and zookeeper["leader"] in COORDINATION, zookeeper
     assert sorted(member["mode"] for member in zookeeper["members"]) == ["follower", "follower", "leader"]
     consul = found["consul"]
-    assert consul["quorum"] and consul["leader"] in NODES, consul
+    assert consul["quorum"] and consul["leader"] in COORDINATION, consul
     assert [server["node"] for server in consul["servers"] if server["leader"]] == [consul["leader"]]
     swarm = found["swarm"]
     assert swarm["quorum"] and swarm["leader"] and swarm["error"] is None, swarm
-    assert len(swarm["managers"]) == 1 and len(swarm["workers"]) == 2, swarm
+    assert len(swarm["managers"]) == 1 and len(swarm["workers"]) == 3, swarm
 
     assert {router["node"] for router in found["routers"] if router["reporting"]} == set(NODES), found["routers"]
     assert all(isinstance(router["reloads"], int) and router["reloads"] >= 0 for router in found["routers"])

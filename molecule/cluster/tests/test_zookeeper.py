@@ -4,7 +4,7 @@ lost member, and a chroot only the deployer identity may use."""
 import json
 import shlex
 
-from cluster import NODES, SECRETS, four_letter_word, lab_host, zk_mode
+from cluster import COORDINATION, SECRETS, four_letter_word, lab_host, zk_mode
 from support.waiting import wait_for
 
 testinfra_hosts = ["manager1"]
@@ -40,9 +40,9 @@ def kazoo(host, action: str, servers: str, authenticated: bool = True) -> str:
 
 
 def test_one_leader_and_two_followers(host):
-    modes = sorted(zk_mode(host, member) for member in NODES)
+    modes = sorted(zk_mode(host, member) for member in COORDINATION)
     assert modes == ["follower", "follower", "leader"]
-    assert "zk_server_state\tleader" in "".join(four_letter_word(host, m, "mntr") for m in NODES)
+    assert "zk_server_state\tleader" in "".join(four_letter_word(host, m, "mntr") for m in COORDINATION)
 
 
 def test_four_letter_words_are_limited_to_health_checks(host):
@@ -51,13 +51,13 @@ def test_four_letter_words_are_limited_to_health_checks(host):
 
 
 def test_chroot_is_for_the_deployer_only(host):
-    assert kazoo(host, "read", "manager1:2181", authenticated=False) == "denied"
-    assert kazoo(host, "read", "manager1:2181") == "allowed"
+    assert kazoo(host, "read", "agent1:2181", authenticated=False) == "denied"
+    assert kazoo(host, "read", "agent1:2181") == "allowed"
 
 
 def test_losing_one_member_leaves_a_serving_quorum(host):
-    leader = next(member for member in NODES if zk_mode(host, member) == "leader")
-    survivors = [member for member in NODES if member != leader]
+    leader = next(member for member in COORDINATION if zk_mode(host, member) == "leader")
+    survivors = [member for member in COORDINATION if member != leader]
     stopped = lab_host(leader)
     stopped.check_output("systemctl stop zookeeper")
     try:
@@ -81,4 +81,4 @@ def test_losing_one_member_leaves_a_serving_quorum(host):
         f"{leader} back as a follower",
         detail=lambda: f"{leader} is {zk_mode(host, leader)}",
     )
-    assert sorted(zk_mode(host, m) for m in NODES) == ["follower", "follower", "leader"]
+    assert sorted(zk_mode(host, m) for m in COORDINATION) == ["follower", "follower", "leader"]
