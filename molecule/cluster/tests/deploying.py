@@ -42,20 +42,27 @@ def app_options(name: str, service_port: int, env: dict, drain_timeout: str) -> 
     }
 
 
-class Deployment:
-    """One run of deploy_app.yml, read from Ansible's JSON callback."""
+class PlaybookRun:
+    """One run of a playbook, read from Ansible's JSON callback (ANSIBLE_STDOUT_CALLBACK=ansible.posix.json)."""
 
     def __init__(self, done: subprocess.CompletedProcess, duration: float):
         self.returncode = done.returncode
         self.duration = duration
         self.output = (done.stdout + done.stderr)[-4000:]
         try:
-            report = json.loads(done.stdout)
+            self.report = json.loads(done.stdout)
         except json.JSONDecodeError:
             raise AssertionError(f"ansible-playbook gave no report: {self.output}") from None
+
+
+class Deployment(PlaybookRun):
+    """One run of deploy_app.yml."""
+
+    def __init__(self, done: subprocess.CompletedProcess, duration: float):
+        super().__init__(done, duration)
         self.results = {
             task["task"]["name"]: result
-            for play in report.get("plays", [])
+            for play in self.report.get("plays", [])
             for task in play["tasks"]
             for result in task["hosts"].values()
         }

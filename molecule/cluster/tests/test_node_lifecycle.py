@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cluster import COORDINATION, consul_api, consul_token, lab_host, management_token, node_address, node_exec, zk_mode
-from deploying import ROOT, app_options, build_image, containers, deploy
+from deploying import ROOT, PlaybookRun, app_options, build_image, containers, deploy
 from load import KINDS, Load
 from support.waiting import wait_for
 
@@ -31,17 +31,12 @@ NODE = "agent3"
 PLAYBOOKS = ROOT / "playbooks"
 
 
-class Run:
-    """One run of a node playbook, read from Ansible's JSON callback."""
+class Run(PlaybookRun):
+    """One run of a node playbook."""
 
     def __init__(self, done: subprocess.CompletedProcess, duration: float):
-        self.returncode = done.returncode
-        self.duration = duration
-        self.output = (done.stdout + done.stderr)[-4000:]
-        try:
-            report = json.loads(done.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"ansible-playbook gave no report: {self.output}") from None
+        super().__init__(done, duration)
+        report = self.report
         self.changed_hosts = {host for host, stats in report["stats"].items() if stats["changed"]}
         self.changed = sum(stats["changed"] for stats in report["stats"].values())
         self.failures = [
