@@ -5,13 +5,26 @@ failing in Consul until the renderer is back."""
 
 import json
 
+import pytest
 from cluster import NODES, consul_api, consul_token, lab_host, management_token, node_exec
+from deploying import app_options, build_image, deploy
 from support.waiting import wait_for
-from test_registrator_restart import app  # noqa: F401 pylint: disable=unused-import
 
+APP = "rendered"
+SERVICE_PORT = 10099
 CHECK = "dockyard-renderer"
 # The renderer role's default check interval (10 s), and Consul's time to run the check and record it.
 UPDATE = 30
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """An app every router routes: with nothing left to route, a renderer refuses the drop to none and is unhealthy."""
+    workdir = tmp_path_factory.mktemp("renderer-check")
+    build_image()
+    deploy(workdir, app_options(APP, SERVICE_PORT, {"APP_VERSION": "c1"}, "3s")).assert_ok()
+    yield workdir
+    deploy(workdir, {"name": APP, "state": "absent"}).assert_ok()
 
 
 def check_state(node: str) -> str:
@@ -21,7 +34,7 @@ def check_state(node: str) -> str:
     return found[0] if found else "missing"
 
 
-def test_every_routers_renderer_check_passes(app):  # noqa: F811
+def test_every_routers_renderer_check_passes(app):
     for node in NODES:
         wait_for(lambda n=node: check_state(n) == "passing", UPDATE, 1, what=f"{node}'s {CHECK} check to pass")
 
@@ -36,7 +49,7 @@ def test_a_renderers_token_registers_checks_on_its_own_node_only():
     assert other[0] == 403, other
 
 
-def test_a_stopped_renderer_shows_as_failing_in_consul_until_it_is_back(app):  # noqa: F811
+def test_a_stopped_renderer_shows_as_failing_in_consul_until_it_is_back(app):
     node = NODES[1]
     try:
         node_exec(node, "systemctl stop dockyard-renderer")
