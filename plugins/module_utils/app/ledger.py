@@ -16,6 +16,12 @@ Layout under the chroot (default `/dockyard`):
 Plain Python over kazoo, only the API that Debian's python3-kazoo 2.9.0 has.
 Nothing here writes before the connection is up: an unreachable ZooKeeper is an
 error naming the servers, raised before anything changed.
+
+A connection that drops (a member restarting, a leader election) does not end
+a deployment: the session, and with it the lock, lives on for the session
+timeout, and kazoo moves to another member. A request cut by the drop is sent
+again once the same session is back; a cut write is first read back, since it
+may have taken effect before the answer was lost.
 """
 
 from __future__ import annotations
@@ -285,6 +291,10 @@ def current_user() -> str:
         return str(os.getuid())
 
 
+# What Session.write's took_effect returns for a write that did not take effect.
+NOT_WRITTEN = object()
+
+
 # -- the session ------------------------------------------------------------------------
 class Session:
     """One ZooKeeper client session, and what happened to its connection since it opened.
@@ -294,6 +304,11 @@ class Session:
     new session may follow by itself. The lock asks this object whether it is
     still safe to change anything.
     """
+
+    # How many times one request is sent again after its connection dropped:
+    # each try waits for the same session to come back first.
+    RETRIES = 3
+    READS = frozenset({"get", "get_children", "exists"})
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -339,12 +354,55 @@ class Session:
         """One request (kazoo's get, create, ...), answered within the session timeout or failed.
 
         kazoo's own blocking calls wait for as long as the connection is down;
-        past the session timeout the session is as good as gone anyway.
+        past the session timeout the session is as good as gone anyway. A read
+        cut by a dropped connection is sent again once the same session is back.
         """
         if self.client is None:
             raise LedgerError("the ZooKeeper session is closed")
-        request = getattr(self.client, f"{operation}_async")(*args, **kwargs)
-        return request.get(timeout=self.settings.session_timeout)
+        for attempt in range(self.RETRIES + 1):
+            request = getattr(self.client, f"{operation}_async")(*args, **kwargs)
+            try:
+                return request.get(timeout=self.settings.session_timeout)
+            except ConnectionLoss:
+                if operation not in self.READS or attempt == self.RETRIES or not self.resume():
+                    raise
+        raise AssertionError("unreachable")
+
+    def write(self, operation: str, *args, took_effect=None, **kwargs):
+        """A write that survives a dropped connection.
+
+        When the connection drops before the answer, the write may or may not
+        have taken effect. Once the same session is back, took_effect() reads
+        it back: it returns what the write would have returned, or NOT_WRITTEN
+        to send it again. Without took_effect the write is sent again as it is,
+        which suits writes that cannot apply twice (a delete of a version).
+        """
+        for attempt in range(self.RETRIES + 1):
+            try:
+                return self.call(operation, *args, **kwargs)
+            except ConnectionLoss:
+                if attempt == self.RETRIES or not self.resume():
+                    raise
+            if took_effect is not None and (result := took_effect()) is not NOT_WRITTEN:
+                return result
+        raise AssertionError("unreachable")
+
+    def resume(self) -> bool:
+        """Waits up to the session timeout for a dropped connection to come back with the same session.
+
+        True once it has: every ephemeral node of the session (the lock) is
+        still there. False when the session expired, was replaced or closed, or
+        the wait ran out.
+        """
+        deadline = time.monotonic() + self.settings.session_timeout
+        while self.client is not None and not self.lost:
+            if self.client.state == KazooState.CONNECTED:
+                client_id = self.client.client_id
+                return client_id is not None and client_id[0] == self.session_id
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return False
 
     def path(self, *segments: str) -> str:
         return "/".join((self.settings.chroot, *segments))
@@ -439,7 +497,9 @@ class DeploymentLock:
         with _zookeeper_errors(self.session, f"locking app {self.app}"):
             while True:
                 try:
-                    self.session.call("create", self.path, self._data, ephemeral=True, makepath=True)
+                    self.session.write(
+                        "create", self.path, self._data, ephemeral=True, makepath=True, took_effect=self._ours
+                    )
                     self._held = True
                     self.check()
                     return self
@@ -457,10 +517,23 @@ class DeploymentLock:
                     raise LockHeld(f"app {self.app} is being deployed{waited}: its lock is held by {words}", holder)
                 released.wait(remaining)
 
+    def _ours(self):
+        """The lock's path when its node is ours with our data (a create whose answer was lost), else NOT_WRITTEN."""
+        try:
+            data, stat = self.session.call("get", self.path)
+        except NoNodeError:
+            return NOT_WRITTEN
+        return self.path if stat.ephemeralOwner == self.session.session_id and data == self._data else NOT_WRITTEN
+
     def check(self) -> None:
-        """Raises LockLost unless the session is connected and the lock node is still ours, with our data."""
+        """Raises LockLost unless the session is connected and the lock node is still ours, with our data.
+
+        A dropped connection is waited for, up to the session timeout: back with
+        the same session, the lock is still ours.
+        """
         if not self._held:
             raise LockLost(f"the lock of app {self.app} is not held")
+        self.session.resume()
         reason = self.session.unsafe_reason()
         if reason is None:
             try:
@@ -659,7 +732,14 @@ class Ledger:
         data = encode_entry(entry)
         with _zookeeper_errors(self.session, f"recording deployment {entry.deployment} of app {app}"):
             self._close_abandoned(app)
-            path = self.session.call("create", self._app_path(app) + "/", data, sequence=True, makepath=True)
+            path = self.session.write(
+                "create",
+                self._app_path(app) + "/",
+                data,
+                sequence=True,
+                makepath=True,
+                took_effect=lambda: self._created(app, data),
+            )
             deployment = Deployment(self.session, replace(entry, sequence=path.rsplit("/", 1)[1]), 0)
             self.prune(app)
         return deployment
@@ -668,6 +748,19 @@ class Ledger:
         for entry, version in self._entries(app):
             if entry.outcome == "running":
                 Deployment(self.session, entry, version).finish("failed", error=ABANDONED)
+
+    def _created(self, app: str, data: bytes):
+        """The path of the entry holding exactly data (unique: it names its deployment), else NOT_WRITTEN."""
+        try:
+            names = self.session.call("get_children", self._app_path(app))
+        except NoNodeError:
+            return NOT_WRITTEN
+        for name in sorted((name for name in names if _SEQUENCE.fullmatch(name)), reverse=True):
+            path = f"{self._app_path(app)}/{name}"
+            with contextlib.suppress(NoNodeError):
+                if self.session.call("get", path)[0] == data:
+                    return path
+        return NOT_WRITTEN
 
     def _entries(self, app: str) -> list:
         """(Entry, znode version) pairs of an app, newest first."""
@@ -729,7 +822,7 @@ class Ledger:
                 if entry is current or entry.outcome == "running":
                     continue
                 with contextlib.suppress(NoNodeError, BadVersionError):
-                    self.session.call("delete", f"{self._app_path(app)}/{entry.sequence}", version=version)
+                    self.session.write("delete", f"{self._app_path(app)}/{entry.sequence}", version=version)
                     pruned.append(entry.sequence)
         return pruned
 
@@ -748,13 +841,24 @@ class Deployment:
         what = f"updating deployment {entry.deployment} of app {entry.app}"
         with _zookeeper_errors(self.session, what):
             try:
-                stat = self.session.call("set", self.path, data, version=self.znode_version)
+                stat = self.session.write(
+                    "set", self.path, data, version=self.znode_version, took_effect=lambda: self._holds(data)
+                )
             except BadVersionError:
                 raise Conflict(f"{what}: its ledger entry {self.path} was changed by someone else") from None
             except NoNodeError:
                 raise LedgerError(f"{what}: its ledger entry {self.path} is gone") from None
         self.entry = entry
         self.znode_version = stat.version
+
+    def _holds(self, data: bytes):
+        """The entry's stat when it holds exactly data (a set whose answer was lost), else NOT_WRITTEN.
+
+        Sent again, a set that did not take effect still fails as a conflict
+        when someone else changed the entry meanwhile.
+        """
+        current, stat = self.session.call("get", self.path)
+        return stat if current == data else NOT_WRITTEN
 
     def add_step(self, name: str, seconds: float, ok: bool = True) -> None:
         if len(self.entry.steps) >= MAX_STEPS:

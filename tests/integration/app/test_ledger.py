@@ -26,6 +26,7 @@ from ansible_collections.dockyard.platform.plugins.module_utils.app.ledger impor
     parse_settings,
 )
 from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss
 from kazoo.protocol.states import KazooState
 from kazoo.security import make_digest_acl
 from support.consul_agent import free_port
@@ -104,17 +105,70 @@ def test_an_expired_session_stops_the_deployment_and_frees_the_lock(sessions):
         lock.check()  # kazoo's new session does not make the lock ours again
 
 
-def test_a_suspended_connection_is_not_safe_until_the_same_session_resumes(sessions, zookeeper_private):
+def test_a_dropped_connection_is_waited_for_and_the_same_session_keeps_the_lock(sessions, zookeeper_private):
     # The longest session the test server grants (30 s): it outlives a restart even on a loaded machine.
     session = sessions(zookeeper_private, session_timeout=30)
     lock = DeploymentLock(session, "web", holder("d-1")).acquire()
+    deployment = Ledger(session).record("web", holder("d-1"), "v1", "web:v1", SPEC)
     zookeeper_private.stop()
     wait_for(lambda: session.client.state != KazooState.CONNECTED, 10, what="kazoo to notice ZooKeeper is gone")
+    comeback = threading.Timer(1.0, zookeeper_private.start)
+    comeback.start()
+    deployment.add_step("start new", 1.0)  # sent once ZooKeeper is back
+    lock.check()  # the same session, still our node
+    comeback.join()
+    [entry] = Ledger(session).history("web")
+    assert [step["name"] for step in entry.steps] == ["start new"]
+
+
+def test_a_connection_away_past_the_session_timeout_stops_the_deployment(sessions, zookeeper_private):
+    session = sessions(zookeeper_private, session_timeout=2)
+    lock = DeploymentLock(session, "web", holder("d-1")).acquire()
+    zookeeper_private.stop()
+    started = time.monotonic()
     with pytest.raises(LockLost, match=r"the connection to ZooKeeper at 127\.0\.0\.1:[0-9]+ is suspended"):
         lock.check()
-    zookeeper_private.start()
-    wait_for(lambda: session.client.state == KazooState.CONNECTED, 45, what="kazoo to reconnect")
-    lock.check()  # ZooKeeper came back within the session timeout: the same session, still our node
+    assert 1.5 < time.monotonic() - started < 6
+
+
+class AnswerLostSession(Session):
+    """Fault injection on a real ZooKeeper: the first request of one kind takes effect, then its answer is lost.
+
+    A member dying between applying a write and answering it is a moment a
+    real server cannot be made to hit on cue.
+    """
+
+    def __init__(self, settings, operation: str):
+        super().__init__(settings)
+        self.operation_to_cut = operation
+
+    def call(self, operation, *args, **kwargs):
+        answer = super().call(operation, *args, **kwargs)
+        if operation == self.operation_to_cut:
+            self.operation_to_cut = None
+            raise ConnectionLoss()
+        return answer
+
+
+def test_a_lock_whose_create_lost_its_answer_is_held_not_waited_for(zookeeper, chroot):
+    with AnswerLostSession(parse_settings(zookeeper.hosts, chroot), "create") as session:
+        lock = DeploymentLock(session, "web", holder("d-1")).acquire()
+        lock.check()
+        assert session.operation_to_cut is None
+
+
+def test_a_ledger_write_whose_answer_was_lost_is_read_back_not_repeated(zookeeper, chroot):
+    with AnswerLostSession(parse_settings(zookeeper.hosts, chroot), "create") as session:
+        deployment = Ledger(session).record("web", holder("d-1"), "v1", "web:v1", SPEC)
+        session.operation_to_cut = "set"
+        deployment.add_step("start new", 1.0)  # not reported as a conflict with itself
+        deployment.finish("succeeded")
+        [entry] = Ledger(session).history("web")  # one entry, not two
+    assert (entry.deployment, entry.outcome, [step["name"] for step in entry.steps]) == (
+        "d-1",
+        "succeeded",
+        ["start new"],
+    )
 
 
 def test_a_lock_node_replaced_under_us_fails_the_check(sessions):
