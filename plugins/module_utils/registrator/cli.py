@@ -3,7 +3,8 @@
 """The registrator's command line: python3 -m dockyard.registrator.cli --config FILE [--mode MODE].
 
 Modes:
-  daemon    keep this node's instances in Consul until SIGTERM/SIGINT, then destroy the session (exit 0);
+  daemon    keep this node's instances in Consul until SIGTERM/SIGINT, then destroy the session (exit 0), or,
+            when systemd is restarting the unit, hand it over to the next run (handover.py);
             with app_config set, also render the apps' configuration files (appconfig/agent.py)
   once      print the instances that would be registered now, one JSON object a line; write nothing
   validate  check the configuration (and that its TLS files can be read); exit 1 with the reason if not valid

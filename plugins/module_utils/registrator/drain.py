@@ -19,10 +19,10 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 
 from ..daemon.config import ConfigError, duration
+from .state_file import write_json
 
 DRAIN_TIMEOUT_LABEL = "org.dockyard.drain_timeout"
 STOP_SIGNAL_LABEL = "org.dockyard.stop_signal"
@@ -197,21 +197,10 @@ class DrainStore:
 
     def save(self, drains: list) -> None:
         """Replaces the file atomically (a crash leaves the old one or the new one); raises OSError."""
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
         document = {
             "drains": [
                 {"container": drain.container, "name": drain.name, "due": drain.due, "signal": drain.signal}
                 for drain in drains
             ]
         }
-        descriptor, temporary = tempfile.mkstemp(prefix=".drains.", dir=directory)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        write_json(self.path, document)

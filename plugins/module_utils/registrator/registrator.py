@@ -4,7 +4,8 @@
 
 Three threads, one writer:
 - the session keeper creates the node's session (TTL = session_ttl / 2,
-  Behavior delete, LockDelay 0s, default node checks) and renews it every
+  Behavior delete, LockDelay 0s, default node checks), or takes over the one
+  a run restarted by systemd handed over (handover.py), and renews it every
   third of its TTL; when Consul says the session is gone it creates a new one
   and asks for a resync;
 - the event follower reads the engine's event stream and queues each event;
@@ -47,7 +48,7 @@ import time
 from ..daemon import logs, routing
 from ..daemon.consul import ConsulClient, ConsulError
 from ..daemon.retry import backoff_delay
-from . import drain, instances, readiness
+from . import drain, handover, instances, readiness
 from .config import go_duration
 from .docker_source import DockerError, DockerSource
 
@@ -67,6 +68,8 @@ class Registrator:
         drain_store=None,
         clock=time.time,
         probe=readiness.probe,
+        handover_store=None,
+        restart_pending=handover.restart_pending,
     ):
         self.config = config
         self.client = client or ConsulClient(config.consul)
@@ -83,6 +86,9 @@ class Registrator:
         self.waiting = readiness.WaitList()  # containers with an HTTP check that has not passed yet
         self.ready = set()  # IDs of containers whose HTTP check passed since they last started
         self.probe = probe
+        self.handover_store = handover_store or handover.HandoverStore(config.state_dir)
+        self.restart_pending = restart_pending  # at the stop: is systemd restarting us? Then hand the session over
+        self._offered = None  # the session an earlier run handed over, until the keeper renewed it or found it gone
         self._reported = set()  # (container ID, message) already logged as errors
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -117,13 +123,15 @@ class Registrator:
             wait = config.renew_interval
             try:
                 if self.session is None:
-                    session = self.client.session_create(config.session_name, ttl)
+                    session = self._take_over()
+                    if session is None:
+                        session = self.client.session_create(config.session_name, ttl)
+                        logs.event(logging.INFO, "session created", session=session, ttl=ttl, node=config.node)
                     if predecessors:
                         predecessors = not self._replace_predecessors(session)
                     with self._lock:
                         self.session = session
-                    logs.event(logging.INFO, "session created", session=session, ttl=ttl, node=config.node)
-                    self.request_resync("session created")
+                    self.request_resync("session ready")
                 elif not self.client.session_renew(self.session):
                     logs.event(
                         logging.WARNING,
@@ -151,6 +159,26 @@ class Registrator:
                     error=error,
                 )
             self._stop.wait(wait)
+
+    def _take_over(self):
+        """The session the previous run handed over, renewed (its instances never left Consul); None when there is
+        none or it has ended. Raises ConsulError, keeping the offer for the keeper's next try."""
+        offered = self._offered
+        if offered is None:
+            return None
+        renewed = self.client.session_renew(offered)
+        self._offered = None
+        if not renewed:
+            logs.event(logging.INFO, "the session the previous run handed over has ended; creating a new one")
+            return None
+        logs.event(logging.INFO, "session taken over from the previous run, its instances kept", session=offered)
+        return offered
+
+    def _read_offer(self) -> None:
+        try:
+            self._offered = self.handover_store.take(self.config.session_name, self.config.kv_prefix)
+        except handover.HandoverError as error:
+            logs.event(logging.WARNING, "session handover ignored", error=error)
 
     def _replace_predecessors(self, session: str) -> bool:
         """Destroys sessions of an earlier run on this node (a crash or a hard kill), so their keys go now.
@@ -567,7 +595,8 @@ class Registrator:
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> None:
-        """The daemon: returns after stop(), once the session is destroyed (so every instance goes at once)."""
+        """The daemon: returns after stop(), once the session is destroyed (so every instance goes at once), or
+        handed over to the next run when systemd is restarting the daemon."""
         config = self.config
         logs.event(
             logging.INFO,
@@ -579,6 +608,7 @@ class Registrator:
             session_ttl=f"{config.session_ttl:g}s",
         )
         self._resume_drains()
+        self._read_offer()
         for target, name in ((self._keep_session, "session keeper"), (self._follow_events, "docker events")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -623,6 +653,17 @@ class Registrator:
             if thread.name == "session keeper":
                 thread.join(self.config.consul.timeout + 1)
         session = self.session
+        if session is not None and self.restart_pending():
+            try:
+                self.handover_store.save(session, self.config.session_name, self.config.kv_prefix)
+                logs.event(
+                    logging.INFO,
+                    "restarting: session handed over to the next run, this node's instances stay",
+                    session=session,
+                )
+                session = self.session = None
+            except OSError as error:
+                logs.event(logging.WARNING, "cannot hand the session over; destroying it", error=error)
         if session is not None:
             try:
                 self.client.session_destroy(session, timeout=5)

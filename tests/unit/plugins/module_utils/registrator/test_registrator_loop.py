@@ -3,10 +3,11 @@
 import json
 import logging
 import math
+from pathlib import Path
 
 import pytest
 from ansible_collections.dockyard.platform.plugins.module_utils.daemon.consul import ConsulError
-from ansible_collections.dockyard.platform.plugins.module_utils.registrator import config, registrator
+from ansible_collections.dockyard.platform.plugins.module_utils.registrator import config, handover, registrator
 from ansible_collections.dockyard.platform.plugins.module_utils.registrator.docker_source import DockerError
 
 PREFIX = "dockyard/instances/"
@@ -25,9 +26,20 @@ class FakeConsul:
         self._check()
         return list(self.sessions)
 
+    def session_create(self, name, ttl):
+        self._check()
+        session = f"new-{len(self.sessions)}"
+        self.sessions.append({"ID": session, "Name": name})
+        return session
+
+    def session_renew(self, session):
+        self._check()
+        return any(entry["ID"] == session for entry in self.sessions)
+
     def session_destroy(self, session, timeout=None):
         self._check()
         self.destroyed.append(session)
+        self.sessions = [entry for entry in self.sessions if entry["ID"] != session]
         # Behavior delete: the keys it holds go with it.
         self.kv = {key: entry for key, entry in self.kv.items() if entry[1] != session}
 
@@ -326,6 +338,130 @@ def test_replacing_predecessors_is_retried_when_consul_cannot_list_sessions(worl
     daemon, consul, _docker = world
     consul.down = True
     assert not daemon._replace_predecessors("s1")
+
+
+# -- a restart hands the session over ----------------------------------------------------------------------------------
+SESSION = "0b6cbd8e-5a5e-4f0e-9d0e-6f1f2a3b4c5d"
+
+
+def test_a_stop_while_systemd_restarts_the_unit_hands_the_session_over_and_keeps_the_instances(world, caplog):
+    daemon, consul, docker = world
+    consul.sessions = [{"ID": SESSION, "Name": "dockyard-registrator n1"}]
+    daemon.session = SESSION
+    docker.add("c0001")
+    assert daemon.resync()
+    daemon.restart_pending = lambda: True
+    with caplog.at_level(logging.INFO):
+        daemon._shutdown()
+    assert consul.destroyed == [] and list(consul.kv) == [PREFIX + "n1/web/c0001"]
+    assert "session handed over to the next run" in caplog.text
+    stored = Path(daemon.handover_store.path)
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert json.loads(stored.read_text()) == {
+        "session": SESSION,
+        "name": "dockyard-registrator n1",
+        "kv_prefix": "dockyard/",
+    }
+
+
+def test_a_plain_stop_destroys_the_session_and_leaves_no_handover(world):
+    daemon, consul, docker = world
+    consul.sessions = [{"ID": SESSION, "Name": "dockyard-registrator n1"}]
+    daemon.session = SESSION
+    docker.add("c0001")
+    assert daemon.resync()
+    daemon.restart_pending = lambda: False
+    daemon._shutdown()
+    assert consul.destroyed == [SESSION] and consul.kv == {}
+    assert not Path(daemon.handover_store.path).exists()
+
+
+def test_the_next_run_takes_the_handed_over_session_and_creates_none(world, tmp_path):
+    daemon, consul, _docker = world
+    consul.sessions = [{"ID": SESSION, "Name": "dockyard-registrator n1"}]
+    daemon.handover_store.save(SESSION, "dockyard-registrator n1", "dockyard/")
+    daemon._read_offer()
+    assert not Path(daemon.handover_store.path).exists(), "a handover is taken once"
+    assert daemon._take_over() == SESSION
+    assert [entry["ID"] for entry in consul.sessions] == [SESSION]
+
+
+def test_a_handed_over_session_that_ended_gives_way_to_a_new_one(world):
+    daemon, _consul, _docker = world
+    daemon.handover_store.save(SESSION, "dockyard-registrator n1", "dockyard/")
+    daemon._read_offer()
+    assert daemon._take_over() is None
+
+
+def test_an_offer_survives_consul_being_down_until_the_keeper_can_ask(world):
+    daemon, consul, _docker = world
+    consul.sessions = [{"ID": SESSION, "Name": "dockyard-registrator n1"}]
+    daemon.handover_store.save(SESSION, "dockyard-registrator n1", "dockyard/")
+    daemon._read_offer()
+    consul.down = True
+    with pytest.raises(ConsulError):
+        daemon._take_over()
+    consul.down = False
+    assert daemon._take_over() == SESSION
+
+
+@pytest.mark.parametrize(
+    ("name", "kv_prefix"), [("dockyard-registrator n2", "dockyard/"), ("dockyard-registrator n1", "other/")]
+)
+def test_a_handover_for_another_node_or_prefix_is_not_taken(world, name, kv_prefix):
+    daemon, _consul, _docker = world
+    daemon.handover_store.save(SESSION, name, kv_prefix)
+    daemon._read_offer()
+    assert daemon._take_over() is None
+    assert not Path(daemon.handover_store.path).exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{", "[]", '{"session": "x", "name": "dockyard-registrator n1", "kv_prefix": "dockyard/"}', '{"session": 1}'],
+)
+def test_a_broken_handover_file_is_reported_ignored_and_removed(world, caplog, text):
+    daemon, _consul, _docker = world
+    path = Path(daemon.handover_store.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING):
+        daemon._read_offer()
+    assert daemon._take_over() is None
+    ignored = [record for record in caplog.records if record.getMessage() == "session handover ignored"]
+    assert len(ignored) == 1 and str(path) in str(ignored[0].fields["error"])
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "unit"),
+    [
+        ("0::/system.slice/dockyard-registrator.service\n", "dockyard-registrator.service"),
+        ("12:pids:/system.slice/x.service\n0::/system.slice/x.service\n", "x.service"),
+        ("0::/user.slice/user-0.slice/session-3.scope\n", None),
+        ("0::/\n", None),
+        ("", None),
+    ],
+)
+def test_the_unit_is_read_from_the_cgroup(cgroup, unit):
+    assert handover.unit_of(cgroup) == unit
+
+
+def test_only_a_restart_job_of_this_very_unit_counts():
+    jobs = "109 dockyard-registrator.service restart running\n110 dockyard-renderer.service stop waiting\n"
+    assert handover.job_of(jobs, "dockyard-registrator.service") == "restart"
+    assert handover.job_of(jobs, "dockyard-renderer.service") == "stop"
+    assert handover.job_of(jobs, "registrator.service") is None
+    assert handover.job_of("", "dockyard-registrator.service") is None
+
+
+def test_outside_systemd_no_restart_is_pending(monkeypatch, tmp_path):
+    cgroup = tmp_path / "cgroup"
+    cgroup.write_text("0::/user.slice/user-0.slice/session-3.scope\n")
+    monkeypatch.setattr(handover, "CGROUP_FILE", str(cgroup))
+    assert handover.restart_pending() is False
+    monkeypatch.setattr(handover, "CGROUP_FILE", str(tmp_path / "missing"))
+    assert handover.restart_pending() is False
 
 
 # -- drain on stop ---------------------------------------------------------------------------------------------------
