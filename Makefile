@@ -87,21 +87,9 @@ unit: venv
 integration: venv tools base-image
 	pytest -n 3 tests/integration
 
-# Every scenario runs even after one fails; the summary at the end names the
-# failed scenarios and their failing tests and tasks, since CI shows only the
-# tail. Wide columns keep Molecule from wrapping those lines.
+# The per-role scenarios run beside the shared full-platform one (tests/tools/run-molecule.sh).
 molecule: venv base-image
-	@mkdir -p $(CACHE)/logs; failed=(); \
-	for scenario in $(SCENARIOS); do \
-	    echo "=== molecule test -s $$scenario"; \
-	    COLUMNS=240 molecule test -s $$scenario 2>&1 | tee $(CACHE)/logs/molecule-$$scenario.log || failed+=($$scenario); \
-	done; \
-	for scenario in "$${failed[@]}"; do \
-	    echo "=== $$scenario failed; its whole log is $(CACHE)/logs/molecule-$$scenario.log"; \
-	    sed -E 's/\x1b\[[0-9;]*m//g; s/^ *│ ?//' $(CACHE)/logs/molecule-$$scenario.log \
-	        | grep -E '^(FAILED|ERROR) [^-]|^E  |^fatal: ' | cut -c1-300 | tail -n 40 || true; \
-	done; \
-	[ $${#failed[@]} -eq 0 ]
+	bash tests/tools/run-molecule.sh $(SCENARIOS)
 
 test-fast: lint unit
 

@@ -1,6 +1,7 @@
 """Deploying apps on the cluster as an operator does: playbooks/deploy_app.yml run from the controller against
 the scenario's inventory, its result read from Ansible's JSON callback; the test app's image; the apps' containers."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -99,3 +100,14 @@ def containers(app: str) -> dict:
 
 def every_id(by_node: dict) -> set:
     return set().union(*by_node.values())
+
+
+@contextlib.contextmanager
+def running_app(workdir: Path, name: str, service_port: int, version: str):
+    """Three instances of the test app (APP_VERSION version) for the block, removed afterwards; yields workdir."""
+    build_image()
+    deploy(workdir, app_options(name, service_port, {"APP_VERSION": version}, "3s")).assert_ok()
+    try:
+        yield workdir
+    finally:
+        deploy(workdir, {"name": name, "state": "absent"}).assert_ok()

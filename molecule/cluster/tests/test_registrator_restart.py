@@ -12,7 +12,7 @@ import time
 
 import pytest
 from cluster import NODES, TLS, consul_api, consul_token, container, lab_host, management_token, node_address, node_exec
-from deploying import app_options, build_image, containers, deploy
+from deploying import containers, running_app
 from load import Load
 from support.waiting import wait_for
 
@@ -35,11 +35,8 @@ done
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("handover")
-    build_image()
-    deploy(workdir, app_options(APP, SERVICE_PORT, {"APP_VERSION": "h1"}, "3s")).assert_ok()
-    yield workdir
-    deploy(workdir, {"name": APP, "state": "absent"}).assert_ok()
+    with running_app(tmp_path_factory.mktemp("handover"), APP, SERVICE_PORT, "h1") as workdir:
+        yield workdir
 
 
 def instance_keys(node: str) -> list:

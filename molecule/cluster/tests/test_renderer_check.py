@@ -7,7 +7,7 @@ import json
 
 import pytest
 from cluster import NODES, consul_api, consul_token, lab_host, management_token, node_exec
-from deploying import app_options, build_image, deploy
+from deploying import running_app
 from support.waiting import wait_for
 
 APP = "rendered"
@@ -20,11 +20,8 @@ UPDATE = 30
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """An app every router routes: with nothing left to route, a renderer refuses the drop to none and is unhealthy."""
-    workdir = tmp_path_factory.mktemp("renderer-check")
-    build_image()
-    deploy(workdir, app_options(APP, SERVICE_PORT, {"APP_VERSION": "c1"}, "3s")).assert_ok()
-    yield workdir
-    deploy(workdir, {"name": APP, "state": "absent"}).assert_ok()
+    with running_app(tmp_path_factory.mktemp("renderer-check"), APP, SERVICE_PORT, "c1") as workdir:
+        yield workdir
 
 
 def check_state(node: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cluster import COORDINATION, NODES, SECRETS, lab_host, node_exec, zk_mode
-from deploying import ROOT, app_options, build_image, deploy
+from deploying import ROOT, running_app
 from support.waiting import wait_for
 
 APP = "status"
@@ -35,11 +35,8 @@ def status(workdir: Path) -> tuple:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("status")
-    build_image()
-    deploy(workdir, app_options(APP, SERVICE_PORT, {"APP_VERSION": "s1"}, "3s")).assert_ok()
-    yield workdir
-    deploy(workdir, {"name": APP, "state": "absent"}).assert_ok()
+    with running_app(tmp_path_factory.mktemp("status"), APP, SERVICE_PORT, "s1") as workdir:
+        yield workdir
 
 
 def test_status_names_each_leader_every_router_and_the_app_serving(deployed):
