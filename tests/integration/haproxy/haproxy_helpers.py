@@ -97,10 +97,10 @@ class Router:
             "haproxy_management_address": "127.0.0.1",
             "haproxy_management_port": self.management_port,
             "haproxy_kv_prefix": prefix,
-            # Loopback tests run HAProxy unprivileged, without chroot or syslog.
+            # Loopback tests run HAProxy unprivileged, without chroot or a log.
             "_haproxy_chroot": "",
             "_haproxy_user": "",
-            "_haproxy_log": "",
+            "haproxy_log_target": "off",
             # Needs about twice as many file descriptors; the test machine's limit may be low.
             "haproxy_maxconn": 2000,
             # Tests take free ports from the kernel's ephemeral range as service ports.

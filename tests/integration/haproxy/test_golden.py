@@ -43,10 +43,10 @@ def test_the_rendered_configuration_matches_the_golden_file(tmp_path):
     variables = {
         "haproxy_kv_prefix": PREFIX,
         "ansible_managed": "Managed by the golden test",
-        # haproxy -c runs unprivileged here: no chroot, user or syslog.
+        # haproxy -c runs unprivileged here: no chroot, user or log.
         "_haproxy_chroot": "",
         "_haproxy_user": "",
-        "_haproxy_log": "",
+        "haproxy_log_target": "off",
     }
     template = render_role_template(tmp_path, tmp_path / "haproxy.ctmpl", **variables)
     brain = Brain()

@@ -49,7 +49,7 @@ def template(tmp_path_factory):
         "haproxy_service_port_range": PORT_RANGE,
         "_haproxy_chroot": "",
         "_haproxy_user": "",
-        "_haproxy_log": "",
+        "haproxy_log_target": "off",
         "haproxy_maxconn": 2000,
     }
     path = render_role_template(workdir, workdir / "haproxy.ctmpl", **variables)
