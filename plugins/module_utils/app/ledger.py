@@ -359,14 +359,15 @@ class Session:
         """
         if self.client is None:
             raise LedgerError("the ZooKeeper session is closed")
-        for attempt in range(self.RETRIES + 1):
+        attempts = 0
+        while True:
             request = getattr(self.client, f"{operation}_async")(*args, **kwargs)
             try:
                 return request.get(timeout=self.settings.session_timeout)
             except ConnectionLoss:
-                if operation not in self.READS or attempt == self.RETRIES or not self.resume():
+                attempts += 1
+                if operation not in self.READS or attempts > self.RETRIES or not self.resume():
                     raise
-        raise AssertionError("unreachable")
 
     def write(self, operation: str, *args, took_effect=None, **kwargs):
         """A write that survives a dropped connection.
@@ -377,15 +378,16 @@ class Session:
         to send it again. Without took_effect the write is sent again as it is,
         which suits writes that cannot apply twice (a delete of a version).
         """
-        for attempt in range(self.RETRIES + 1):
+        attempts = 0
+        while True:
             try:
                 return self.call(operation, *args, **kwargs)
             except ConnectionLoss:
-                if attempt == self.RETRIES or not self.resume():
+                attempts += 1
+                if attempts > self.RETRIES or not self.resume():
                     raise
             if took_effect is not None and (result := took_effect()) is not NOT_WRITTEN:
                 return result
-        raise AssertionError("unreachable")
 
     def resume(self) -> bool:
         """Waits up to the session timeout for a dropped connection to come back with the same session.
