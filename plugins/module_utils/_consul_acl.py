@@ -185,6 +185,20 @@ def plan(client, policies: list, tokens: list) -> Plan:
 
 
 def apply(client, result: Plan) -> None:
+    """Writes the plan, then reads every written policy and token back: a write Consul did not keep is an error."""
+    _write(client, result)
+    written = [item for item, _existing in result.policy_writes + result.token_writes]
+    left = plan(
+        client,
+        [item for item in written if isinstance(item, Policy)],
+        [item for item in written if isinstance(item, Token)],
+    )
+    if left.changed:
+        names = [_label(item) for item, _existing in left.policy_writes + left.token_writes]
+        raise AclError(f"Consul acknowledged but does not hold the written {', '.join(names)}: read back as before")
+
+
+def _write(client, result: Plan) -> None:
     for policy, existing in result.policy_writes:
         body = {"Name": policy.name, "Description": policy.description, "Rules": policy.rules}
         client.request("PUT", f"/v1/acl/policy/{existing}" if existing else "/v1/acl/policy", body=body)

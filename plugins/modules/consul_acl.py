@@ -17,6 +17,8 @@ description:
     to run. Only its description and policies are ever updated; a token that exists with another secret is an error,
     never overwritten.
   - Every name, ID and text is checked before anything is read or written.
+  - Every policy and token written is read back; one that Consul acknowledged but does not hold fails the task,
+    naming it.
   - One module call for the whole set, where a task per policy and token made most of a rerun's time in the consul
     role.
 author:

@@ -179,3 +179,10 @@ def test_any_description_or_rules_parse_or_are_refused_by_field(description, rul
     else:
         assert parsed.description == description
         assert json.loads(parsed.rules) == rules if isinstance(rules, dict) else parsed.rules == rules
+
+
+def test_a_write_consul_acknowledges_but_does_not_keep_fails_naming_it(consul_acl_agent, proxy, name, capsys):
+    proxy.swallow_writes = True
+    result = run(capsys, proxy, [policy(name)])
+    assert result["failed"] is True
+    assert f"Consul acknowledged but does not hold the written {name}" in result["msg"], result["msg"]

@@ -14,6 +14,8 @@ class CountingProxy:
     def __init__(self, target_url):
         self.target_url = target_url
         self.requests = []
+        # Fault injection: answer writes 200 without passing them on, as a Consul that acknowledged and then lost them.
+        self.swallow_writes = False
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,6 +26,9 @@ class CountingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 proxy.requests.append((self.command, self.path))
+                if proxy.swallow_writes and self.command in WRITE_METHODS:
+                    self._answer(200, b"true")
+                    return
                 headers = {name: value for name, value in self.headers.items() if name.lower() != "host"}
                 request = urllib.request.Request(
                     proxy.target_url + self.path, data=body, method=self.command, headers=headers
@@ -33,6 +38,9 @@ class CountingProxy:
                         status, payload = response.status, response.read()
                 except urllib.error.HTTPError as error:
                     status, payload = error.code, error.read()
+                self._answer(status, payload)
+
+            def _answer(self, status, payload):
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(payload)))
                 self.send_header("Content-Type", "application/json")

@@ -96,7 +96,7 @@ def test_journald_mode_writes_the_log_to_haproxys_standard_output(router, backen
     assert lines_with(proxy.haproxy_log.read_text().splitlines(), "/served") == []
 
 
-def test_off_logs_nothing(router, backends, syslog):
+def test_off_logs_nothing(router, backends):
     proxy = router(haproxy_log_target="off", haproxy_log_requests="all")
     assert "\n    log " not in proxy.live.read_text().split("defaults")[0]
     serve_then_fail(proxy, backends)
